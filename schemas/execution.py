@@ -1,0 +1,16 @@
+"""Where and how the flow runs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.base import StrictModel
+
+
+class ExecutionConfig(StrictModel):
+    """Device selection and content-addressed caching."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU")
+    cache: bool = Field(True, description="reuse tokenized data, adapters and evaluations whose inputs are unchanged")

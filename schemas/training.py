@@ -1,0 +1,39 @@
+"""Optimisation settings handed to the transformers Trainer."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from schemas.base import StrictModel
+
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+
+
+class TrainingConfig(StrictModel):
+    """How long and how hard to train."""
+
+    epochs: float = Field(1.0, gt=0, description="passes over the training rows (ignored when max_steps is set)")
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
+    batch_size: int = Field(4, ge=1, description="examples per device per step")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    learning_rate: float = Field(2e-4, gt=0, lt=1, description="peak learning rate")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="learning-rate schedule after warm-up"
+    )
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of steps spent warming up")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    precision: Precision = Field(
+        "auto", description="auto: bf16 on CUDA and on CPUs with bf16 support, fp16 on older GPUs, fp32 otherwise"
+    )
+    gradient_checkpointing: bool = Field(False, description="trade compute for activation memory")
+    logging_steps: int = Field(5, ge=1, description="log training metrics every N steps")
+    seed: int = Field(42, description="seed of initialisation, shuffling and dropout")
+
+    @model_validator(mode="after")
+    def _some_length(self) -> TrainingConfig:
+        if self.max_steps is None and self.epochs <= 0:
+            raise ValueError("set epochs > 0 or max_steps")
+        return self
