@@ -1,0 +1,1 @@
+"""Reading user data: formats, line-numbered readers and builtin sources."""
