@@ -1,0 +1,60 @@
+"""Which device and numeric precision a run uses."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from adapterflow.errors import AdapterflowError
+
+
+def select_device(preference: str) -> torch.device:
+    """auto: CUDA when available, else CPU; an explicit cuda without a GPU is an error."""
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise AdapterflowError(
+            "execution.device is cuda but no CUDA device is visible", hint="use device: auto or cpu on this machine"
+        )
+    if preference in ("cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@lru_cache(maxsize=1)
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX), where autocast pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def select_precision(preference: str, device: torch.device) -> str:
+    """Resolve `auto` to bf16, fp16 or fp32 for the device; reject what the device can't do."""
+    if device.type == "cuda":
+        bf16_ok = torch.cuda.is_bf16_supported()
+        if preference == "auto":
+            return "bf16" if bf16_ok else "fp16"
+        if preference == "bf16" and not bf16_ok:
+            raise AdapterflowError("training.precision bf16 needs an Ampere or newer GPU", hint="use fp16 or auto")
+        return preference
+    if preference == "fp16":
+        raise AdapterflowError("training.precision fp16 needs a GPU", hint="use auto, bf16 or fp32 on CPU")
+    if preference == "auto":
+        return "bf16" if cpu_supports_bf16() else "fp32"
+    return preference
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: str) -> Iterator[None]:
+    """Mixed-precision autocast for bf16/fp16, a no-op for fp32."""
+    if precision == "fp32":
+        yield
+        return
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    with torch.autocast(device.type, dtype=dtype):
+        yield

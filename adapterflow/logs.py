@@ -1,0 +1,62 @@
+"""Console hygiene: keep the run's own progress readable and never show a traceback for a user error."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+from adapterflow.errors import AdapterflowError
+
+NOISY_LOGGERS = {
+    "bitsandbytes": logging.ERROR,  # "Failed to load CPU gemm_4bit_forward": harmless, it falls back to its own kernels
+    "great_expectations": logging.WARNING,
+    "mlflow.pyfunc": logging.ERROR,
+    "mlflow.models.model": logging.ERROR,
+    "mlflow.store.db.utils": logging.WARNING,
+    "alembic": logging.WARNING,
+}
+
+
+class HideUserErrorTracebacks(logging.Filter):
+    """Drop the traceback from log records about AdapterflowError: the message says all a user needs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], AdapterflowError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_third_party() -> None:
+    """Silence progress bars and warnings of libraries that would bury adapterflow's own messages."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for name, level in NOISY_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+
+
+def cap_logger_levels(prefix: str, level: int) -> None:
+    """Raise every existing logger under `prefix` to at least `level` (some libraries set children to INFO)."""
+    for name in [prefix, *logging.root.manager.loggerDict]:
+        if name == prefix or name.startswith(prefix + "."):
+            logger = logging.getLogger(name)
+            if logger.level < level:
+                logger.setLevel(level)
+
+
+def hide_user_error_tracebacks() -> None:
+    """Install the filter on every handler that exists now (Prefect's console handler among them)."""
+    error_filter = HideUserErrorTracebacks()
+    for logger in [logging.getLogger(), *[logging.getLogger(name) for name in logging.root.manager.loggerDict]]:
+        for handler in getattr(logger, "handlers", []):
+            if error_filter not in handler.filters:
+                handler.addFilter(error_filter)

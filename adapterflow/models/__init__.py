@@ -1,0 +1,1 @@
+"""Base models: resolving, materialising and loading them."""

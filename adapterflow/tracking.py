@@ -1,0 +1,138 @@
+"""MLflow names and the thin layer every stage uses to log into the pipeline's one run.
+
+Stages log through the client with an explicit run id: tasks may run in other threads or on other
+machines, where MLflow's thread-local "active run" does not exist.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+import adapterflow
+from adapterflow.home import Home, uses_embedded_mlflow
+
+TAG_BASE_MODEL = "adapterflow.base_model"
+TAG_BASE_MODEL_SHA = "adapterflow.base_model_sha256"
+TAG_DATASET_FINGERPRINT = "adapterflow.dataset_fingerprint"
+TAG_CONFIG_SHA = "adapterflow.config_sha256"
+TAG_METHOD = "adapterflow.method"
+TAG_CODE_VERSION = "adapterflow.code_version"
+TAG_FLOW_RUN = "prefect.flow_run_id"
+TAG_RUN_NAME = "adapterflow.run_name"
+
+ALIAS_CHALLENGER = "challenger"
+ALIAS_CHAMPION = "champion"
+ALIAS_PREVIOUS_CHAMPION = "previous-champion"
+
+METRIC_BATCH = 900  # MLflow accepts at most 1000 entities per log_batch call
+
+
+def eval_metric(model: str, metric: str) -> str:
+    """`eval/<model>/<metric>`, model one of base, candidate, champion."""
+    return f"eval/{model}/{metric}"
+
+
+def code_version() -> str:
+    """The package version plus the git commit it runs from, when there is one."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{adapterflow.__version__}+{commit}" if commit else adapterflow.__version__
+
+
+def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Dotted keys, values as strings truncated to MLflow's limit (long values crash some loggers)."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_params(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:MAX_PARAM_VAL_LENGTH]
+    return flat
+
+
+def ensure_experiment(client: MlflowClient, name: str, home: Home) -> str:
+    """The experiment's id, creating it with artifacts under ADAPTERFLOW_HOME on the embedded store."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if uses_embedded_mlflow(home):
+        location = (home.mlflow_artifacts / name).as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+class RunTracker:
+    """Logs into one existing MLflow run by id."""
+
+    def __init__(self, run_id: str, client: MlflowClient | None = None) -> None:
+        self.run_id = run_id
+        self.client = client or MlflowClient()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        timestamp = mlflow.utils.time.get_current_time_millis()
+        entities = [Metric(key, float(value), timestamp, step) for key, value in metrics.items() if value is not None]
+        for start in range(0, len(entities), METRIC_BATCH):
+            self.client.log_batch(self.run_id, metrics=entities[start : start + METRIC_BATCH], synchronous=True)
+
+    def log_params(self, params: Mapping[str, str]) -> None:
+        entities = [Param(key, value) for key, value in params.items()]
+        for start in range(0, len(entities), 100):  # MLflow caps params per batch at 100
+            self.client.log_batch(self.run_id, params=entities[start : start + 100], synchronous=True)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_dict(self, data: Any, artifact_file: str) -> None:
+        self.client.log_dict(self.run_id, data, artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_table(self, frame: pd.DataFrame, artifact_file: str) -> None:
+        self.client.log_table(self.run_id, data=frame, artifact_file=artifact_file)
+
+    def log_dataset(self, uri: str, name: str, context: str, digest: str) -> None:
+        """Record a dataset as a run input (the UI's Datasets column) by reference: no rows are loaded."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "can be interpreted in multiple ways": the local reading is meant
+            source = resolve_dataset_source(uri)
+        dataset = MetaDataset(source, name=name, digest=digest[:36])
+        entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
+        self.client.log_inputs(self.run_id, datasets=[entity])
+
+
+def download_artifacts(uri: str) -> Path:
+    """Fetch a model's or run's artifacts into a fresh temporary folder."""
+    target = Path(tempfile.mkdtemp(prefix="adapterflow-"))
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target)))
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()

@@ -1,0 +1,1 @@
+"""Training internals: token datasets, collation, metrics callbacks and the Trainer set-up."""

@@ -1,0 +1,69 @@
+"""Trainer callbacks: training metrics into the pipeline's MLflow run, under adapterflow's names."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from adapterflow.training.collate import TokenCounter
+from adapterflow.tracking import RunTracker
+
+TRAINER_TO_METRIC = {
+    "loss": "train/loss",
+    "learning_rate": "train/learning_rate",
+    "grad_norm": "train/grad_norm",
+    "epoch": "train/epoch",
+}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak accelerator memory on CUDA, peak resident memory of the process on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+class ThroughputMetrics(TrainerCallback):
+    """Logs loss, learning rate, grad norm, real tokens/s and padding share at each logging step."""
+
+    def __init__(self, counter: TokenCounter, device: torch.device, tracker: RunTracker | None = None) -> None:
+        self.counter = counter
+        self.device = device
+        self.tracker = tracker
+        self.history: list[dict[str, float]] = []
+        self._last_time = time.perf_counter()
+        self._last_tokens = 0
+        self._started = self._last_time
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._started = self._last_time = time.perf_counter()
+        self._last_tokens = self.counter.real
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if not logs or "loss" not in logs:
+            return
+        now = time.perf_counter()
+        metrics = {name: float(logs[key]) for key, name in TRAINER_TO_METRIC.items() if key in logs}
+        metrics["train/tokens_per_second"] = (self.counter.real - self._last_tokens) / max(now - self._last_time, 1e-9)
+        metrics["train/padding_share"] = self.counter.padding_share
+        self._last_time, self._last_tokens = now, self.counter.real
+        self.history.append({"step": state.global_step, **metrics})
+        if self.tracker is not None:
+            self.tracker.log_metrics(metrics, step=state.global_step)
+
+    def summary(self) -> dict[str, float]:
+        """Whole-run figures: real tokens/s, padding share, peak memory."""
+        elapsed = max(time.perf_counter() - self._started, 1e-9)
+        return {
+            "train/tokens_per_second": self.counter.real / elapsed,
+            "train/padding_share": self.counter.padding_share,
+            "train/peak_memory_mb": peak_memory_mb(self.device),
+            "train/runtime_seconds": elapsed,
+            "train/real_tokens": float(self.counter.real),
+        }

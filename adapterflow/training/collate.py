@@ -1,0 +1,51 @@
+"""Batch collation that pads to the longest example only, and counts real versus padding tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from adapterflow.tokenization import IGNORE_INDEX
+
+
+@dataclass
+class TokenCounter:
+    """Running totals the metrics callback turns into tokens/s and padding share."""
+
+    real: int = 0
+    padded: int = 0
+
+    @property
+    def padding_share(self) -> float:
+        total = self.real + self.padded
+        return self.padded / total if total else 0.0
+
+
+class PadToLongest:
+    """Right-pad a batch to its longest example (rounded up to a multiple for tensor-core friendly shapes)."""
+
+    def __init__(self, pad_token_id: int, multiple_of: int = 8) -> None:
+        self.pad_token_id = pad_token_id
+        self.multiple_of = multiple_of
+        self.counter = TokenCounter()
+
+    def __call__(self, examples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        lengths = [len(example["input_ids"]) for example in examples]
+        width = -(-max(lengths) // self.multiple_of) * self.multiple_of
+        input_ids = np.full((len(examples), width), self.pad_token_id, dtype=np.int64)
+        labels = np.full((len(examples), width), IGNORE_INDEX, dtype=np.int64)
+        attention = np.zeros((len(examples), width), dtype=np.int64)
+        for row, (example, length) in enumerate(zip(examples, lengths, strict=True)):
+            input_ids[row, :length] = example["input_ids"]
+            labels[row, :length] = example["labels"]
+            attention[row, :length] = 1
+        real = sum(lengths)
+        self.counter.real += real
+        self.counter.padded += input_ids.size - real
+        return {
+            "input_ids": torch.from_numpy(input_ids),
+            "labels": torch.from_numpy(labels),
+            "attention_mask": torch.from_numpy(attention),
+        }
