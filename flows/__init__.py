@@ -1,0 +1,1 @@
+"""Prefect flows: the fine-tuning pipeline as a DAG of stage tasks."""

@@ -1,0 +1,155 @@
+"""Evaluate: the candidate against the base model and the current champion, on the same eval split.
+
+Each model's result is cached by (model weights, eval data, settings): on a retrain the base model
+and an unchanged champion are not evaluated again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import pandas as pd
+
+from adapterflow.data.tables import iter_rows
+from adapterflow.devices import select_device, select_precision
+from adapterflow.evaluation import generate_answers, response_perplexity
+from adapterflow.hashing import cache_key, sha256_files
+from adapterflow.home import Home
+from adapterflow.models.base import load_causal_lm, load_tokenizer
+from adapterflow.records import BaseModelRef, EvalResult, RunContext, SplitResult, TokenizedData, TrainResult
+from adapterflow.registry import ChampionRef, find_champion
+from adapterflow.stage import stage, stage_logger
+from adapterflow.tokenization import prompt_messages
+from adapterflow.tracking import RunTracker, eval_metric
+from adapterflow.training.data import TokenDataset
+from schemas.pipeline import PipelineConfig
+
+EVAL_VERSION = 1
+
+
+@dataclass
+class Contender:
+    """A model to evaluate: the base alone, or the base with an adapter."""
+
+    name: str
+    base_path: str
+    identity: str
+    adapter_dir: str | None = None
+
+
+def adapter_identity(base_sha256: str, adapter_dir: str | Path) -> str:
+    files = [p for p in Path(adapter_dir).iterdir() if p.suffix in {".safetensors", ".json"} and p.name.startswith("adapter")]
+    return cache_key(base_sha256, sha256_files(files))
+
+
+def contenders(base: BaseModelRef, trained: TrainResult, champion: ChampionRef | None) -> list[Contender]:
+    models = [
+        Contender("base", base.path, base.sha256),
+        Contender("candidate", base.path, adapter_identity(base.sha256, trained.adapter_dir), trained.adapter_dir),
+    ]
+    if champion is not None:
+        models.append(Contender("champion", champion.base_path, adapter_identity(champion.base_sha256, champion.adapter_dir),
+                                champion.adapter_dir))
+    return models
+
+
+def sample_conversations(split: SplitResult, count: int, system_prompt: str | None) -> tuple[list, list[str]]:
+    """The first `count` eval prompts and their reference answers."""
+    conversations, references = [], []
+    for row in islice(iter_rows(split.eval), count):
+        if "messages" not in row:
+            break
+        messages = prompt_messages(row["messages"])
+        if system_prompt and messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": system_prompt}, *messages]
+        conversations.append(messages)
+        references.append(row["messages"][-1]["content"])
+    return conversations, references
+
+
+def evaluate_contenders(
+    models: list[Contender], tokenized: TokenizedData, split: SplitResult, config: PipelineConfig, home: Home
+) -> dict[str, dict]:
+    """{model name: {"metrics": {...}, "answers": [...]}} for every contender, cached per model."""
+    device = select_device(config.execution.device)
+    precision = select_precision(config.training.precision, device)
+    settings = config.evaluation
+    conversations, _ = sample_conversations(split, settings.sample_generations, config.tokenize.system_prompt)
+    dataset = TokenDataset(Path(tokenized.path) / "eval.parquet")
+    results: dict[str, dict] = {}
+    loaded: dict[str, object] = {}
+    for contender in models:
+        key = cache_key("eval", EVAL_VERSION, contender.identity, tokenized.key, conversations,
+                        settings.max_new_tokens, precision, device.type)
+        cached = home.cache_dir("evaluations", key) / "result.json"
+        if config.execution.cache and cached.is_file():
+            results[contender.name] = json.loads(cached.read_text()) | {"skipped": True}
+            continue
+        model, tokenizer = _model_for(contender, loaded, device)
+        metrics = response_perplexity(model, dataset, tokenizer.pad_token_id, settings.batch_size, device, precision)
+        answers = generate_answers(model, tokenizer, conversations, settings.max_new_tokens, device, precision)
+        results[contender.name] = {"metrics": metrics, "answers": answers}
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(results[contender.name], indent=2))
+    return results
+
+
+def _model_for(contender: Contender, loaded: dict[str, object], device):
+    """The base model with the contender's adapter active; each base is loaded once."""
+    from peft import PeftModel
+
+    model = loaded.get(contender.base_path)
+    if model is None:
+        model = loaded[contender.base_path] = load_causal_lm(contender.base_path, device)
+    if contender.adapter_dir is None:
+        tokenizer = load_tokenizer(contender.base_path)
+        if isinstance(model, PeftModel):
+            raise RuntimeError("evaluate the base before attaching adapters")  # ordering bug, not user error
+        return model, tokenizer
+    if isinstance(model, PeftModel):
+        model.load_adapter(contender.adapter_dir, adapter_name=contender.name)
+    else:
+        model = loaded[contender.base_path] = PeftModel.from_pretrained(model, contender.adapter_dir, adapter_name=contender.name)
+    model.set_adapter(contender.name)
+    return model, load_tokenizer(contender.adapter_dir)
+
+
+def samples_table(split: SplitResult, results: dict[str, dict], count: int, system_prompt: str | None) -> pd.DataFrame:
+    conversations, references = sample_conversations(split, count, system_prompt)
+    table = {"prompt": [c[-1]["content"] for c in conversations], "reference": references}
+    for name, result in results.items():
+        table[name] = result["answers"][: len(conversations)]
+    return pd.DataFrame(table)
+
+
+@stage("evaluate", retries=1, tags=["gpu"])
+def evaluate(
+    trained: TrainResult, tokenized: TokenizedData, split: SplitResult, base: BaseModelRef,
+    config: PipelineConfig, run: RunContext,
+) -> EvalResult:
+    """Evaluate base, candidate and champion; log `eval/<model>/<metric>` and the samples table."""
+    home = Home(Path(run.home))
+    champion = find_champion(config.registered_model_name) if config.evaluation.compare_champion else None
+    results = evaluate_contenders(contenders(base, trained, champion), tokenized, split, config, home)
+    tracker = RunTracker(run.mlflow_run_id)
+    tracker.log_metrics({eval_metric(name, metric): value for name, result in results.items()
+                         for metric, value in result["metrics"].items()})
+    samples_path = None
+    if config.evaluation.sample_generations:
+        table = samples_table(split, results, config.evaluation.sample_generations, config.tokenize.system_prompt)
+        samples_path = str(Path(run.run_dir) / "eval_samples.json")
+        table.to_json(samples_path, orient="records", indent=2)
+        tracker.log_table(table, "eval/samples.json")
+    logger = stage_logger()
+    for name, result in results.items():
+        logger.info("%s: perplexity %.3f, loss %.4f%s", name, result["metrics"]["perplexity"],
+                    result["metrics"]["loss"], " (cached)" if result.get("skipped") else "")
+    return EvalResult(
+        metrics={name: result["metrics"] for name, result in results.items()},
+        champion_version=champion.version if champion else None,
+        samples_path=samples_path,
+        skipped=all(result.get("skipped") for result in results.values()),
+    )

@@ -1,0 +1,114 @@
+"""Tokenize: chat template, response-only labels and truncation, cached by content.
+
+The cache key is (dataset fingerprint, tokenizer and chat-template hash, tokenize settings): an
+unchanged re-run skips the work, and any change to one of them tokenizes again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections import Counter
+from itertools import islice
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from adapterflow.data.tables import iter_rows
+from adapterflow.hashing import cache_key
+from adapterflow.home import Home
+from adapterflow.models.base import load_tokenizer
+from adapterflow.records import BaseModelRef, DataTable, RunContext, SplitResult, TokenizedData
+from adapterflow.stage import stage, stage_logger
+from adapterflow.tokenization import ChatTokenizer, apply_template_choice, tokenizer_fingerprint
+from adapterflow.tracking import RunTracker
+from schemas.tokenize import TokenizeConfig
+
+TOKENIZE_VERSION = 1  # bump when the output of tokenization changes for the same inputs
+BATCH_ROWS = 1024
+TOKENS_SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32()))])
+
+
+def tokenized_key(split: SplitResult, tokenizer_hash: str, config: TokenizeConfig) -> str:
+    # The chat template is part of the tokenizer hash (the one in effect, whoever set it).
+    settings = config.model_dump(exclude={"chat_template"})
+    return cache_key("tokenized", TOKENIZE_VERSION, split.fingerprint, tokenizer_hash, settings)
+
+
+def tokenize_table(table: DataTable, chat: ChatTokenizer, out_path: Path) -> tuple[int, Counter[str], Counter[str]]:
+    """Tokenize one split to Parquet; return rows written, drops by reason and token statistics."""
+    dropped: Counter[str] = Counter()
+    stats: Counter[str] = Counter()
+    rows_written = 0
+    rows = iter_rows(table, batch_size=BATCH_ROWS)
+    with pq.ParquetWriter(out_path, TOKENS_SCHEMA) as writer:
+        while chunk := list(islice(rows, BATCH_ROWS)):
+            batch = chat([row["messages"] for row in chunk])
+            dropped.update(batch.dropped)
+            stats.update(
+                examples=len(chunk),
+                truncated=batch.truncated,
+                with_end_of_turn=batch.with_end_of_turn,
+                tokens=sum(len(ids) for ids in batch.input_ids),
+                label_tokens=sum(sum(1 for label in labels if label >= 0) for labels in batch.labels),
+            )
+            if batch.input_ids:
+                writer.write_table(pa.table({"input_ids": batch.input_ids, "labels": batch.labels}, schema=TOKENS_SCHEMA))
+                rows_written += len(batch.input_ids)
+    return rows_written, dropped, stats
+
+
+def tokenize_splits(split: SplitResult, base: BaseModelRef, config: TokenizeConfig, home: Home) -> TokenizedData:
+    """Tokenize train and eval into cache/tokenized/<key>/, or reuse what is there."""
+    tokenizer = load_tokenizer(base.path)
+    apply_template_choice(tokenizer, config.chat_template)
+    key = tokenized_key(split, tokenizer_fingerprint(tokenizer), config)
+    target = home.cache_dir("tokenized", key)
+    if (target / "stats.json").is_file():
+        saved = json.loads((target / "stats.json").read_text())
+        return TokenizedData(key=key, path=str(target), skipped=True, **saved)
+    chat = ChatTokenizer(tokenizer, config.max_length, config.system_prompt, config.train_on_prompts)
+    home.cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="tokenized-", dir=home.cache))
+    counts, dropped, stats = {}, Counter(), Counter()
+    for name, table in (("train", split.train), ("eval", split.eval)):
+        counts[name], split_dropped, split_stats = tokenize_table(table, chat, staging / f"{name}.parquet")
+        dropped.update(split_dropped)
+        stats.update(split_stats)
+    summary = {
+        "train_rows": counts["train"],
+        "eval_rows": counts["eval"],
+        "dropped": dict(dropped),
+        "stats": {
+            "truncated_share": stats["truncated"] / max(stats["examples"], 1),
+            "end_of_turn_share": stats["with_end_of_turn"] / max(counts["train"] + counts["eval"], 1),
+            "tokens": float(stats["tokens"]),
+            "label_tokens": float(stats["label_tokens"]),
+        },
+    }
+    (staging / "stats.json").write_text(json.dumps(summary, indent=2))
+    if target.exists():  # a concurrent run got there first; both wrote the same content
+        shutil.rmtree(staging)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.replace(target)
+    return TokenizedData(key=key, path=str(target), **summary)
+
+
+@stage("tokenize", retries=2)
+def tokenize(split: SplitResult, base: BaseModelRef, config: TokenizeConfig, run: RunContext) -> TokenizedData:
+    """Tokenize both splits with the base model's tokenizer and log token statistics."""
+    result = tokenize_splits(split, base, config, Home(Path(run.home)))
+    RunTracker(run.mlflow_run_id).log_metrics(
+        {f"data/{name}": value for name, value in result.stats.items()}
+        | {f"data/dropped/{reason}": count for reason, count in result.dropped.items()}
+        | {"data/train_rows": result.train_rows, "data/eval_rows": result.eval_rows}
+    )
+    stage_logger().info(
+        "tokenized %d train / %d eval examples%s (%.0f tokens, %.1f%% truncated)",
+        result.train_rows, result.eval_rows, " from cache" if result.skipped else "",
+        result.stats["tokens"], 100 * result.stats["truncated_share"],
+    )
+    return result

@@ -1,0 +1,83 @@
+"""Tracking: open the pipeline's one MLflow run at the start, close it with the summary at the end."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from adapterflow.hashing import sha256_json
+from adapterflow.home import Home
+from adapterflow.records import RunContext
+from adapterflow.stage import stage_logger
+from adapterflow.tracking import (
+    TAG_CODE_VERSION, TAG_CONFIG_SHA, TAG_FLOW_RUN, TAG_RUN_NAME, RunTracker, code_version, ensure_experiment,
+    flatten_params,
+)
+from schemas.pipeline import PipelineConfig
+
+
+def new_run_name() -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+
+
+def open_run(config: PipelineConfig, home: Home, flow_run_id: str, client: MlflowClient | None = None) -> RunContext:
+    """Create the run folder and the MLflow run; log the resolved config as params and as a YAML artifact."""
+    client = client or MlflowClient()
+    resolved = config.model_dump(mode="json")
+    config_sha = sha256_json(resolved)
+    run_name = new_run_name()
+    run_dir = home.run_dir(run_name)
+    experiment_id = ensure_experiment(client, config.name, home)
+    tags = {TAG_CONFIG_SHA: config_sha, TAG_CODE_VERSION: code_version(), TAG_FLOW_RUN: flow_run_id, TAG_RUN_NAME: run_name}
+    mlflow_run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    tracker = RunTracker(mlflow_run.info.run_id, client)
+    tracker.log_params(flatten_params(resolved))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    tracker.log_artifact(run_dir / "config.yaml", "config")
+    return RunContext(
+        run_name=run_name, run_dir=str(run_dir), home=str(home.root), mlflow_run_id=mlflow_run.info.run_id,
+        experiment=config.name, config_sha256=config_sha,
+    )
+
+
+@task(name="start_tracking", retries=3, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def start_tracking(config: PipelineConfig) -> RunContext:
+    run = open_run(config, Home.from_env(), str(flow_run.id or ""))
+    stage_logger().info("MLflow run %s in experiment %r, working folder %s", run.mlflow_run_id, run.experiment, run.run_dir)
+    return run
+
+
+def close_run(run: RunContext, summary: dict[str, Any]) -> None:
+    """Store the summary in the run folder and the MLflow run, and mark the run finished."""
+    tracker = RunTracker(run.mlflow_run_id)
+    tracker.log_dict(summary, "summary.json")
+    tracker.client.set_terminated(run.mlflow_run_id, RunStatus.to_string(RunStatus.FINISHED))
+    (Path(run.run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+@task(name="finish_tracking", retries=3, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def finish_tracking(run: RunContext, summary: dict[str, Any]) -> None:
+    close_run(run, summary)
+
+
+def mark_run_failed(flow: Any, failed_run: Any, state: Any) -> None:
+    """Flow hook: the MLflow run of a failed or crashed flow run ends as FAILED, with the reason as a tag."""
+    client = MlflowClient()
+    runs = client.search_runs(
+        experiment_ids=[e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`{TAG_FLOW_RUN}` = '{failed_run.id}'",
+        max_results=1,
+    )
+    for run in runs:
+        client.set_tag(run.info.run_id, "adapterflow.failure", (state.message or "failed")[:5000])
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
