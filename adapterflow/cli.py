@@ -1,0 +1,102 @@
+"""The `adapterflow` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from adapterflow.errors import AdapterflowError, ConfigError
+from adapterflow.home import configure_environment, uses_embedded_mlflow
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Declarative fine-tuning of domain adapters.")
+console = Console(stderr=True, soft_wrap=True)  # errors and progress; paths must not be wrapped
+output = Console(soft_wrap=True)  # the run summary, on stdout
+
+ConfigArg = Annotated[Path, typer.Argument(help="pipeline config (YAML)", show_default=False)]
+SetOption = Annotated[list[str], typer.Option("--set", help="override a config field: dotted.key=value (repeatable)")]
+
+
+def _fail(error: AdapterflowError) -> typer.Exit:
+    from adapterflow.report import render_error
+
+    render_error(console, error)
+    return typer.Exit(code=error.exit_code)
+
+
+def _load(config: Path, overrides: list[str]):
+    from schemas import load_config, parse_overrides
+
+    return load_config(config, parse_overrides(overrides))
+
+
+@app.command()
+def validate(config: ConfigArg, overrides: SetOption = []) -> None:  # noqa: B006 - typer needs a list default
+    """Check a config and report every problem at once (exit code 2 when there are any)."""
+    try:
+        loaded = _load(config, overrides)
+    except ConfigError as error:
+        raise _fail(error) from None
+    output.print(f"[green]ok[/] {config}: {loaded.name}, method {loaded.method.type} on {loaded.base_model.name}, "
+                  f"{len(loaded.data.sources)} data source(s)")
+
+
+@app.command()
+def run(
+    config: ConfigArg,
+    overrides: SetOption = [],  # noqa: B006
+    summary_json: Annotated[Path | None, typer.Option("--summary-json", help="write the run summary here")] = None,
+) -> None:
+    """Run the whole pipeline: data, training, evaluation, registration and the promotion gate."""
+    home = configure_environment()
+    try:
+        loaded = _load(config, overrides)
+    except ConfigError as error:
+        raise _fail(error) from None
+    from adapterflow.logs import hide_user_error_tracebacks, quiet_third_party
+
+    quiet_third_party()
+    from adapterflow.report import render_summary
+    from flows.finetune import finetune
+
+    hide_user_error_tracebacks()
+    try:
+        summary = finetune(loaded)
+    except AdapterflowError as error:
+        console.print(f"[bold red]run failed[/] ({type(error).__name__})")
+        raise _fail(error) from None
+    if summary_json is not None:
+        summary_json.parent.mkdir(parents=True, exist_ok=True)
+        summary_json.write_text(json.dumps(summary, indent=2))
+    ui_command = "adapterflow ui" if uses_embedded_mlflow(home) else f"open {os.environ['MLFLOW_TRACKING_URI']}"
+    render_summary(output, summary, ui_command)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="port of the MLflow UI")] = 5000,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+) -> None:
+    """Open the MLflow UI on the embedded store (runs, metrics, the model registry)."""
+    home = configure_environment()
+    if not uses_embedded_mlflow(home):
+        console.print(f"MLFLOW_TRACKING_URI is set: open {os.environ['MLFLOW_TRACKING_URI']} instead")
+        return
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", home.embedded_tracking_uri,
+               "--host", host, "--port", str(port), "--workers", "1"]
+    console.print(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)")
+    raise typer.Exit(subprocess.call(command))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

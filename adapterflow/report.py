@@ -1,0 +1,74 @@
+"""Render a run summary and errors for people, with rich."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from adapterflow.errors import AdapterflowError, ConfigError
+
+
+def render_error(console: Console, error: AdapterflowError) -> None:
+    if isinstance(error, ConfigError):
+        console.print(f"[bold red]config error[/] {error.source}: {len(error.problems)} problem(s)")
+        for problem in error.problems:
+            console.print(f"  [red]-[/] [bold]{problem.path}[/]: {problem.message}"
+                          + (f" [dim](got {problem.value!r})[/]" if problem.value is not None else ""), highlight=False)
+            if problem.hint:
+                console.print(f"      [dim]hint: {problem.hint}[/]", highlight=False)
+        return
+    console.print(f"[bold red]error:[/] {error.message}", highlight=False)
+    if error.hint:
+        console.print(f"[dim]hint: {error.hint}[/]", highlight=False)
+
+
+def data_table(data: dict[str, Any]) -> Table:
+    table = Table(title="Data", show_header=True, header_style="bold")
+    table.add_column("stage / reason")
+    table.add_column("rows", justify="right")
+    table.add_row("input rows", str(data["input_rows"]))
+    table.add_row("quarantined", str(data["quarantined"]))
+    for reason, count in sorted(data["quarantine_reasons"].items()):
+        table.add_row(f"  [dim]{reason}[/]", str(count))
+    for reason, count in sorted(data["dropped"].items()):
+        table.add_row(f"dropped: {reason}", str(count))
+    table.add_row("train rows", str(data["train_rows"]))
+    table.add_row("eval rows", str(data["eval_rows"]))
+    table.add_row("[dim]counts reconcile[/]", "yes" if data["reconciled"] else "[red]NO[/]")
+    return table
+
+
+def metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
+    table = Table(title="Evaluation (eval split, response tokens)", header_style="bold")
+    table.add_column("model")
+    table.add_column("perplexity", justify="right")
+    table.add_column("loss", justify="right")
+    for name in ("base", "champion", "candidate"):
+        if name in metrics:
+            table.add_row(name, f"{metrics[name]['perplexity']:.3f}", f"{metrics[name]['loss']:.4f}")
+    return table
+
+
+def render_summary(console: Console, summary: dict[str, Any], ui_command: str) -> None:
+    console.print()
+    console.print(data_table(summary["data"]))
+    console.print(metrics_table(summary["metrics"]))
+    training = summary["training"]
+    console.print(
+        f"[bold]Training[/]: final loss {training['train/final_loss']:.4f}, "
+        f"{training['train/tokens_per_second']:.0f} real tokens/s, {100 * training['train/padding_share']:.1f}% padding"
+        + (" [dim](adapter reused from cache)[/]" if "train" in summary["skipped"] else ""),
+        highlight=False,
+    )
+    verdict = "[bold green]PROMOTED[/]" if summary["promoted"] else "[bold yellow]NOT PROMOTED[/]"
+    console.print(f"[bold]Registry[/]: {summary['registered_model']} version {summary['model_version']} {verdict}")
+    console.print(f"  {summary['promotion_reason']}", highlight=False)
+    aliases = ", ".join(f"{alias} -> v{version}" for alias, version in sorted(summary["aliases"].items()))
+    console.print(f"  aliases: {aliases}", highlight=False)
+    timings = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in summary["timings"].items())
+    console.print(f"[dim]timings: {timings}[/]", highlight=False)
+    if summary["skipped"]:
+        console.print(f"[dim]served from cache: {', '.join(summary['skipped'])}[/]", highlight=False)
+    console.print(f"MLflow run {summary['mlflow_run_id']}; browse it with: [bold]{ui_command}[/]")
