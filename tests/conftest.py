@@ -1,0 +1,80 @@
+"""Shared fixtures: offline, isolated stores per test, one Prefect test server, one tiny model."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+# Before anything imports prefect, mlflow or transformers: no network, no telemetry, nothing under $HOME.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="adapterflow-tests-"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["ADAPTERFLOW_HOME"] = str(_SESSION_DIR / "home")
+os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect")
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_DIR / 'mlflow.db'}"
+
+from adapterflow.home import Home, configure_environment  # noqa: E402
+
+configure_environment()
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One temporary Prefect API for all flow tests (starting one costs seconds)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    from tests.tiny_model import build_tiny_model
+
+    return build_tiny_model(_SESSION_DIR / "tiny-llama")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
+    """A fresh ADAPTERFLOW_HOME with its own embedded MLflow store."""
+    home = Home(tmp_path / "home")
+    home.root.mkdir()
+    monkeypatch.setenv("ADAPTERFLOW_HOME", str(home.root))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", home.embedded_tracking_uri)
+    return home
+
+
+def tiny_config(tiny_model_dir: Path, sources: list[dict] | None = None, **sections: dict) -> dict:
+    """A pipeline config for the tiny model and the test assets, with sections overridden."""
+    config = {
+        "name": "tiny-assistant",
+        "base_model": str(tiny_model_dir),
+        "data": {
+            "sources": sources or [{"path": str(ASSETS / "alpaca.jsonl")}, {"path": str(ASSETS / "chat.jsonl")}],
+            "split": {"eval_size": 0.2, "seed": 1},
+            "validation": {"min_rows": 10},
+        },
+        "tokenize": {"max_length": 128},
+        "method": {"type": "lora", "r": 4, "alpha": 8},
+        "training": {"max_steps": 12, "batch_size": 4, "learning_rate": 0.01, "logging_steps": 2, "precision": "fp32"},
+        "evaluation": {"batch_size": 8, "sample_generations": 2, "max_new_tokens": 6},
+        "execution": {"device": "cpu"},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict) and isinstance(config.get(section), dict):
+            config[section] = {**config[section], **values}
+        else:
+            config[section] = values
+    return config
+
+
+def write_config(folder: Path, config: dict, name: str = "config.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

@@ -1,0 +1,43 @@
+"""Base model resolution: local folders are hashed once, the builtin SmolLM2 is materialised once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from adapterflow.errors import AdapterflowError
+from adapterflow.home import Home
+from adapterflow.models.base import MANIFEST, resolve_base_model
+from schemas.base_model import BaseModelConfig
+
+
+def test_local_folder_is_hashed_and_the_hash_remembered(tmp_path: Path, tiny_model_dir: Path) -> None:
+    home = Home(tmp_path)
+    config = BaseModelConfig.model_validate({"name": str(tiny_model_dir)})
+    first = resolve_base_model(config, home)
+    assert first.path == str(tiny_model_dir) and len(first.sha256) == 64
+    assert len(list((home.cache / "model_hashes").iterdir())) == 1
+    assert resolve_base_model(config, home).sha256 == first.sha256
+
+
+def test_hub_ids_fail_fast_offline(tmp_path: Path) -> None:
+    with pytest.raises(AdapterflowError, match="can't fetch"):
+        resolve_base_model(BaseModelConfig(name="someone/some-model"), Home(tmp_path))
+
+
+@pytest.mark.slow
+def test_builtin_smollm2_is_materialised_once_as_safetensors(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    home = Home(tmp_path)
+    reference = resolve_base_model(BaseModelConfig(), home)
+    folder = Path(reference.path)
+    assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+    assert json.loads((folder / MANIFEST).read_text())["sha256"] == reference.sha256
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert "<|im_start|>" in tokenizer.chat_template
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
+    assert resolve_base_model(BaseModelConfig(), home).sha256 == reference.sha256  # second call reuses the folder

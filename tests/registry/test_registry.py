@@ -1,0 +1,68 @@
+"""Registry side effects against a real (SQLite) MLflow registry: idempotent registration, champion lookup, aliases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from adapterflow.home import Home
+from adapterflow.records import BaseModelRef, EvalResult, RegisteredVersion, RunContext
+from adapterflow.registry import find_champion, register_adapter, set_aliases
+from schemas.registry import PromotionPolicy
+from tasks.promote import promote
+
+
+@pytest.fixture
+def adapter_dir(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=2, target_modules="all-linear"))
+    model.save_pretrained(tmp_path / "adapter")
+    return tmp_path / "adapter"
+
+
+def register_version(client: MlflowClient, adapter_dir: Path, tiny_model_dir: Path) -> tuple[str, str]:
+    experiment = client.create_experiment(f"e{len(client.search_experiments())}")
+    run_id = client.create_run(experiment).info.run_id
+    base = BaseModelRef(name=str(tiny_model_dir), path=str(tiny_model_dir), sha256="abc")
+    version, _ = register_adapter(client, run_id, "m", str(adapter_dir), base, {"adapterflow.method": "lora"}, "d")
+    return run_id, version
+
+
+def test_registration_is_idempotent_per_run_and_champion_is_found(home: Home, adapter_dir: Path, tiny_model_dir: Path) -> None:
+    client = MlflowClient()
+    assert find_champion("m", client) is None
+    run_id, version = register_version(client, adapter_dir, tiny_model_dir)
+    base = BaseModelRef(name=str(tiny_model_dir), path=str(tiny_model_dir), sha256="abc")
+    again, _ = register_adapter(client, run_id, "m", str(adapter_dir), base, {}, "d")
+    assert version == again == "1"
+    assert find_champion("m", client) is None  # registered, but not promoted
+    set_aliases(client, "m", {"champion": "1"})
+    champion = find_champion("m", client)
+    assert champion.version == "1" and champion.base_sha256 == "abc" and champion.base_path == str(tiny_model_dir)
+    assert (Path(champion.adapter_dir) / "adapter_model.safetensors").is_file()
+
+
+def test_promotion_moves_champion_and_keeps_the_previous_one(home: Home, adapter_dir: Path, tiny_model_dir: Path) -> None:
+    client = MlflowClient()
+    for _ in range(3):
+        register_version(client, adapter_dir, tiny_model_dir)
+    set_aliases(client, "m", {"champion": "1"})
+    run = RunContext(run_name="r", run_dir=str(home.root), home=str(home.root),
+                     mlflow_run_id=client.create_run(client.create_experiment("p")).info.run_id,
+                     experiment="p", config_sha256="c")
+
+    def evaluation(candidate: float) -> EvalResult:
+        metrics = {"base": {"perplexity": 30.0}, "champion": {"perplexity": 10.0}, "candidate": {"perplexity": candidate}}
+        return EvalResult(metrics=metrics, champion_version="1", samples_path=None)
+
+    held = promote.fn(RegisteredVersion(model_name="m", version="2", model_uri=""), evaluation(9.95), PromotionPolicy(), run)
+    assert not held.promoted and held.aliases == {"champion": "1"}
+    assert "not promoted" in client.get_model_version("m", "2").tags["adapterflow.promotion"]
+
+    won = promote.fn(RegisteredVersion(model_name="m", version="3", model_uri=""), evaluation(8.0), PromotionPolicy(), run)
+    assert won.promoted and won.aliases == {"champion": "3", "previous-champion": "1"}
+    assert client.get_run(run.mlflow_run_id).data.metrics["registry/promoted"] == 1.0

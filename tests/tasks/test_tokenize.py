@@ -1,0 +1,37 @@
+"""Tokenize stage: cached by content, invalidated by any change of data, tokenizer or settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from adapterflow.home import Home
+from adapterflow.records import BaseModelRef
+from schemas.data import SplitConfig
+from schemas.tokenize import TokenizeConfig
+from tasks.split import split_rows
+from tasks.tokenize import tokenize_splits
+from tests.tasks.test_split import rows
+
+
+def test_tokenized_splits_are_cached_by_content(tmp_path: Path, tiny_model_dir: Path) -> None:
+    home = Home(tmp_path / "home")
+    home.cache.mkdir(parents=True)
+    split = split_rows(rows(tmp_path / "a", 40), SplitConfig(eval_size=0.25, max_eval_rows=None), home)
+    base = BaseModelRef(name="tiny", path=str(tiny_model_dir), sha256="x")
+
+    first = tokenize_splits(split, base, TokenizeConfig(max_length=64), home)
+    assert not first.skipped and (first.train_rows, first.eval_rows) == (30, 10)
+    table = pq.read_table(Path(first.path) / "train.parquet")
+    assert table.num_rows == 30 and table.column_names == ["input_ids", "labels"]
+
+    again = tokenize_splits(split, base, TokenizeConfig(max_length=64), home)
+    assert again.skipped and again.key == first.key and again.stats == first.stats
+
+    shorter = tokenize_splits(split, base, TokenizeConfig(max_length=32), home)
+    other_template = tokenize_splits(split, base, TokenizeConfig(max_length=64, chat_template="chatml"), home)
+    prompted = tokenize_splits(split, base, TokenizeConfig(max_length=64, system_prompt="Be brief."), home)
+    assert len({first.key, shorter.key, prompted.key}) == 3
+    # the tiny tokenizer already uses ChatML: the same template gives the same key
+    assert other_template.key == first.key

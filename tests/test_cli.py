@@ -1,0 +1,35 @@
+"""The command line: exit codes and error output without tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from adapterflow.cli import app
+from tests.conftest import ASSETS, write_config
+
+runner = CliRunner()
+
+
+def test_validate_reports_all_problems_with_exit_code_2(tmp_path: Path) -> None:
+    config = {"name": "x", "data": {"sources": [{"path": str(ASSETS / "alpaca.jsonl")}]},
+              "training": {"learning_rate": 0, "epochs": -1}, "evaluation": {"batch_size": "many"}}
+    result = runner.invoke(app, ["validate", str(write_config(tmp_path, config))])
+    assert result.exit_code == 2
+    for path in ("training.learning_rate", "training.epochs", "evaluation.batch_size"):
+        assert path in result.output
+    assert "3 problem(s)" in result.output and "Traceback" not in result.output
+
+
+def test_validate_accepts_a_good_config_and_overrides(tmp_path: Path) -> None:
+    config = {"name": "x", "data": {"sources": [{"path": str(ASSETS / "alpaca.jsonl")}]}}
+    path = write_config(tmp_path, config)
+    assert runner.invoke(app, ["validate", str(path), "--set", "training.max_steps=3"]).exit_code == 0
+    bad = runner.invoke(app, ["validate", str(path), "--set", "training.max_steps"])
+    assert bad.exit_code == 2 and "dotted.key=value" in bad.output
+
+
+def test_run_with_a_bad_config_exits_2_before_anything_runs(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2 and "config file not found" in result.output and "Traceback" not in result.output

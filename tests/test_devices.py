@@ -1,0 +1,27 @@
+"""Device and precision selection."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adapterflow import devices
+from adapterflow.errors import AdapterflowError
+
+
+def test_cpu_precision_follows_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: True)
+    assert devices.select_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: False)
+    assert devices.select_precision("auto", cpu) == "fp32"
+    assert devices.select_precision("fp32", cpu) == "fp32"
+    with pytest.raises(AdapterflowError, match="fp16 needs a GPU"):
+        devices.select_precision("fp16", cpu)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without a GPU")
+def test_cuda_without_gpu_is_a_clear_error() -> None:
+    with pytest.raises(AdapterflowError, match="no CUDA device"):
+        devices.select_device("cuda")
+    assert devices.select_device("auto").type == "cpu"

@@ -1,0 +1,53 @@
+"""A tiny randomly initialised llama model with a locally trained tokenizer: no network, built in about a second."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adapterflow.tokenization import CHATML_TEMPLATE
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def corpus() -> list[str]:
+    """Text to learn a byte-level BPE from: the test assets plus some English and Python."""
+    assets = Path(__file__).parent / "assets"
+    lines = [line for path in sorted(assets.glob("*.jsonl")) for line in path.read_text(errors="replace").splitlines()]
+    filler = [
+        "What does the function return? It returns the sum of its arguments.",
+        "def add(a, b):\n    return a + b",
+        "system user assistant You are a helpful assistant.",
+    ]
+    return lines + filler * 20
+
+
+def build_tiny_model(folder: Path, hidden: int = 32, layers: int = 2, vocab_size: int = 512) -> Path:
+    """Write a tokenizer (with a ChatML template) and a random LlamaForCausalLM to `folder`."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    backend.train_from_iterator(corpus(), trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token="<|im_start|>",
+        additional_special_tokens=SPECIAL_TOKENS,
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
+        initializer_range=0.2,  # larger than usual so that a frozen tiny model still has room to learn through adapters
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,38 @@
+"""The Trainer set-up trains a tiny model: the loss goes down and only the adapter is saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from adapterflow.home import Home
+from adapterflow.records import BaseModelRef
+from adapterflow.training.trainer import train_adapter
+from schemas.data import SplitConfig
+from schemas.method import LoraMethod
+from schemas.tokenize import TokenizeConfig
+from schemas.training import TrainingConfig
+from tasks.split import split_rows
+from tasks.tokenize import tokenize_splits
+from tests.tasks.test_split import rows
+
+
+def test_lora_training_lowers_the_loss_and_saves_only_the_adapter(tmp_path: Path, tiny_model_dir: Path) -> None:
+    home = Home(tmp_path / "home")
+    home.cache.mkdir(parents=True)
+    base = BaseModelRef(name="tiny", path=str(tiny_model_dir), sha256="x")
+    split = split_rows(rows(tmp_path / "data", 24), SplitConfig(eval_size=0.2, max_eval_rows=None), home)
+    tokenized = tokenize_splits(split, base, TokenizeConfig(max_length=64), home)
+    config = TrainingConfig(max_steps=20, batch_size=4, learning_rate=0.02, logging_steps=2, precision="fp32",
+                            warmup_ratio=0.0, lr_scheduler="constant")
+    outcome = train_adapter(Path(tokenized.path), base, LoraMethod(type="lora", r=4), config, torch.device("cpu"),
+                            "fp32", tmp_path / "out")
+    losses = [entry["train/loss"] for entry in outcome.history]
+    assert len(losses) == 11  # the first step, then every 2 steps
+    assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3
+    saved = {path.name for path in outcome.output_dir.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json"} <= saved
+    assert "model.safetensors" not in saved
+    assert 0 < outcome.metrics["train/trainable_share"] < 0.5
+    assert outcome.metrics["train/tokens_per_second"] > 0 and 0 <= outcome.metrics["train/padding_share"] < 1
