@@ -47,13 +47,11 @@ def validate(config: ConfigArg, overrides: SetOption = []) -> None:  # noqa: B00
                   f"{len(loaded.data.sources)} data source(s)")
 
 
-@app.command()
-def run(
-    config: ConfigArg,
-    overrides: SetOption = [],  # noqa: B006
-    summary_json: Annotated[Path | None, typer.Option("--summary-json", help="write the run summary here")] = None,
-) -> None:
-    """Run the whole pipeline: data, training, evaluation, registration and the promotion gate."""
+SummaryOption = Annotated[Path | None, typer.Option("--summary-json", help="write the run summary here")]
+
+
+def _run_flow(flow_name: str, config: Path, overrides: list[str], summary_json: Path | None) -> tuple[dict, str]:
+    """Validate the config, run a flow on it, write the summary; user errors end the command, not a traceback."""
     home = configure_environment()
     try:
         loaded = _load(config, overrides)
@@ -62,12 +60,11 @@ def run(
     from adapterflow.logs import hide_user_error_tracebacks, quiet_third_party
 
     quiet_third_party()
-    from adapterflow.report import render_summary
-    from flows.finetune import finetune
+    import flows.finetune
 
     hide_user_error_tracebacks()
     try:
-        summary = finetune(loaded)
+        summary = getattr(flows.finetune, flow_name)(loaded)
     except AdapterflowError as error:
         console.print(f"[bold red]run failed[/] ({type(error).__name__})")
         raise _fail(error) from None
@@ -75,7 +72,29 @@ def run(
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(summary, indent=2))
     ui_command = "adapterflow ui" if uses_embedded_mlflow(home) else f"open {os.environ['MLFLOW_TRACKING_URI']}"
+    return summary, ui_command
+
+
+@app.command()
+def run(config: ConfigArg, overrides: SetOption = [], summary_json: SummaryOption = None) -> None:  # noqa: B006
+    """Run the whole pipeline: data, training, evaluation, registration and the promotion gate."""
+    from adapterflow.report import render_summary
+
+    summary, ui_command = _run_flow("finetune", config, overrides, summary_json)
     render_summary(output, summary, ui_command)
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Data quality without training.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+def data_check(config: ConfigArg, overrides: SetOption = [], summary_json: SummaryOption = None) -> None:  # noqa: B006
+    """Run the data stages only and write the data report (exit 1 when a validation gate fails)."""
+    from adapterflow.report import render_data_check
+
+    summary, ui_command = _run_flow("data_check", config, overrides, summary_json)
+    render_data_check(output, summary, ui_command)
 
 
 @app.command()

@@ -59,6 +59,23 @@ class FilterResult(StageRecord):
     dropped: dict[str, int]
 
 
+class DedupResult(FilterResult):
+    """Deduplication, with a sample of near-duplicate clusters for the data report."""
+
+    near_clusters: list[dict] = Field(default_factory=list)
+    near_candidates: int = 0
+    near_verified: int = 0
+    removed_path: str | None = Field(None, description="Parquet: every removed row, why, and the row kept instead")
+
+
+class RedactResult(FilterResult):
+    """PII findings by type (counts only, never the values) and how many rows had any."""
+
+    found: dict[str, int] = Field(default_factory=dict)
+    rows_with_pii: int = 0
+    action: str = "redact"
+
+
 class ValidationResult(StageRecord):
     success: bool
     evaluated: int
@@ -71,6 +88,8 @@ class SplitResult(StageRecord):
     train: DataTable
     eval: DataTable
     fingerprint: str
+    dropped: dict[str, int] = Field(default_factory=dict, description="eval rows removed as leaked, by kind")
+    leak_examples: list[dict] = Field(default_factory=list)
 
 
 class TokenizedData(StageRecord):
@@ -104,3 +123,23 @@ class PromotionResult(StageRecord):
     promoted: bool
     reason: str
     aliases: dict[str, str]
+
+
+class PreparedData(BaseModel):
+    """What the data subflow hands to training: every data stage's record and the data report."""
+
+    ingest: IngestResult
+    clean: FilterResult
+    redact: RedactResult
+    dedup: DedupResult
+    validation: ValidationResult
+    split: SplitResult
+    tokenize: TokenizedData
+    check_tokens: ValidationResult
+    report: dict
+
+    def stages(self) -> dict[str, StageRecord]:
+        """Records by stage name, in DAG order."""
+        return {"ingest": self.ingest, "clean": self.clean, "redact": self.redact, "dedup": self.dedup,
+                "validate": self.validation, "split": self.split, "tokenize": self.tokenize,
+                "check_tokens": self.check_tokens}

@@ -29,15 +29,39 @@ def data_table(data: dict[str, Any]) -> Table:
     table.add_column("stage / reason")
     table.add_column("rows", justify="right")
     table.add_row("input rows", str(data["input_rows"]))
-    table.add_row("quarantined", str(data["quarantined"]))
+    table.add_row("quarantined (malformed)", str(data["quarantined"]))
     for reason, count in sorted(data["quarantine_reasons"].items()):
         table.add_row(f"  [dim]{reason}[/]", str(count))
     for reason, count in sorted(data["dropped"].items()):
         table.add_row(f"dropped: {reason}", str(count))
+    pii = data["pii"]
+    found = ", ".join(f"{kind} {count}" for kind, count in sorted(pii["by_type"].items())) or "none"
+    table.add_row(f"personal data ({pii['action']})", f"{pii['rows']} rows")
+    table.add_row(f"  [dim]{found}[/]", "")
+    table.add_row("near duplicates removed", str(data["near_duplicates"]))
+    table.add_row("eval rows leaked from train (removed)", str(data["leaked_eval_rows"]))
     table.add_row("train rows", str(data["train_rows"]))
     table.add_row("eval rows", str(data["eval_rows"]))
     table.add_row("[dim]counts reconcile[/]", "yes" if data["reconciled"] else "[red]NO[/]")
     return table
+
+
+def render_data_check(console: Console, summary: dict[str, Any], ui_command: str) -> None:
+    report = summary["report"]
+    console.print()
+    console.print(data_table(summary["data"]))
+    for cluster in report["near_duplicate_clusters"][:3]:
+        console.print(f"  near-duplicate cluster: kept {cluster['kept']}, removed {len(cluster['removed'])} "
+                      f"(Jaccard {min(cluster['jaccard']):.2f}-{max(cluster['jaccard']):.2f})", highlight=False)
+    for leak in report["leak_examples"][:3]:
+        console.print(f"  leaked eval row {leak['eval']} ~ train {leak['train']} ({leak['kind']}, {leak['jaccard']})",
+                      highlight=False)
+    tokens = report["token_checks"]
+    console.print(f"[bold]Validation[/]: {report['validation']['expectations']} row expectations passed; token checks "
+                  f"passed ({100 * tokens['truncated_share']:.1f}% truncated, "
+                  f"{100 * tokens['end_of_turn_share']:.1f}% train on end-of-turn)", highlight=False)
+    console.print(f"Data report: {summary['run_dir']}/data/report.json (histograms: data/lengths.png); "
+                  f"MLflow run {summary['mlflow_run_id']}: {ui_command}", highlight=False)
 
 
 def metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
@@ -71,4 +95,5 @@ def render_summary(console: Console, summary: dict[str, Any], ui_command: str) -
     console.print(f"[dim]timings: {timings}[/]", highlight=False)
     if summary["skipped"]:
         console.print(f"[dim]served from cache: {', '.join(summary['skipped'])}[/]", highlight=False)
+    console.print(f"Data report: {summary['data_report']}", highlight=False)
     console.print(f"MLflow run {summary['mlflow_run_id']}; browse it with: [bold]{ui_command}[/]")

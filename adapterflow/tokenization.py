@@ -66,6 +66,8 @@ class TokenizedBatch:
     dropped: dict[str, int] = field(default_factory=dict)
     truncated: int = 0
     with_end_of_turn: int = 0
+    # per input example, kept or not: (tokens, label tokens, truncated, end-of-turn token trained)
+    examples: list[tuple[int, int, bool, bool]] = field(default_factory=list)
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -126,24 +128,30 @@ class ChatTokenizer:
     def __call__(self, conversations: list[list[dict[str, str]]]) -> TokenizedBatch:
         batch = TokenizedBatch()
         rendered = self.render([self.with_system(messages) for messages in conversations])
-        kept = [item for item in rendered if item is not None]
-        for _ in range(len(rendered) - len(kept)):
-            batch.drop("tokenize.template_mismatch")
-        if not kept:
-            return batch
-        encoded = self.tokenizer(
-            [text for text, _ in kept], add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False
+        texts = [item[0] for item in rendered if item is not None]
+        encoded = (
+            self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
+            if texts else {"input_ids": [], "offset_mapping": []}
         )
-        for ids, offsets, (_, spans) in zip(encoded["input_ids"], encoded["offset_mapping"], kept, strict=True):
-            labels = response_labels(ids, offsets, spans)
-            if len(ids) > self.max_length:
+        tokens = iter(zip(encoded["input_ids"], encoded["offset_mapping"], strict=True))
+        for item in rendered:
+            if item is None:
+                batch.drop("tokenize.template_mismatch")
+                batch.examples.append((0, 0, False, False))
+                continue
+            ids, offsets = next(tokens)
+            labels = response_labels(ids, offsets, item[1])
+            truncated = len(ids) > self.max_length
+            if truncated:
                 batch.truncated += 1
                 ids, labels = ids[: self.max_length], labels[: self.max_length]
-            if all(label == IGNORE_INDEX for label in labels):
+            trained = sum(1 for label in labels if label != IGNORE_INDEX)
+            end_of_turn = self.end_of_turn_id is not None and self.end_of_turn_id in labels
+            batch.examples.append((len(ids), trained, truncated, end_of_turn))
+            if trained == 0:
                 batch.drop("tokenize.no_trainable_tokens")
                 continue
-            if self.end_of_turn_id is not None and self.end_of_turn_id in labels:
-                batch.with_end_of_turn += 1
+            batch.with_end_of_turn += end_of_turn
             batch.input_ids.append(list(ids))
             batch.labels.append(labels)
         return batch

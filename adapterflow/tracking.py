@@ -33,6 +33,7 @@ TAG_METHOD = "adapterflow.method"
 TAG_CODE_VERSION = "adapterflow.code_version"
 TAG_FLOW_RUN = "prefect.flow_run_id"
 TAG_RUN_NAME = "adapterflow.run_name"
+TAG_RUN_KIND = "adapterflow.kind"  # finetune | data-check
 
 ALIAS_CHALLENGER = "challenger"
 ALIAS_CHAMPION = "champion"

@@ -7,44 +7,49 @@ from typing import Any
 from prefect import flow
 
 from adapterflow.summary import build_summary
+from flows.data import prepare_data
 from schemas.pipeline import PipelineConfig
 from tasks.base_model import prepare_base_model
-from tasks.clean import clean
-from tasks.dedup import dedup
 from tasks.evaluate import evaluate
-from tasks.ingest import ingest
 from tasks.promote import promote
 from tasks.register import register
-from tasks.split import split
-from tasks.tokenize import tokenize
 from tasks.track import finish_tracking, mark_run_failed, start_tracking
 from tasks.train import train
-from tasks.validate import validate
 
 
 @flow(name="adapterflow-finetune", on_failure=[mark_run_failed], on_crashed=[mark_run_failed])
 def finetune(config: PipelineConfig) -> dict[str, Any]:
     """Fine-tune an adapter on domain data, evaluate it, register it and promote it if it passes the gate.
 
-    ingest -> clean -> dedup -> validate -> split -> tokenize -> train -> evaluate -> register -> promote,
+    base model -> data (ingest ... tokenize, see flows/data.py) -> train -> evaluate -> register -> promote,
     all logged to one MLflow run; returns the run summary.
     """
     run = start_tracking(config)
     base = prepare_base_model(config.base_model, run)
-    ingested = ingest(config.data, run)
-    cleaned = clean(ingested, config.data.clean, run)
-    deduped = dedup(cleaned, config.data.dedup, run)
-    validated = validate(deduped, config.data.validation, run)
-    splits = split(deduped, config.data.split, run)
-    tokenized = tokenize(splits, base, config.tokenize, run)
-    trained = train(tokenized, base, config, run)
-    evaluation = evaluate(trained, tokenized, splits, base, config, run)
-    registered = register(trained, evaluation, base, splits, config, run)
+    data = prepare_data(config, base, run)
+    trained = train(data.tokenize, base, config, run)
+    evaluation = evaluate(trained, data.tokenize, data.split, base, config, run)
+    registered = register(trained, evaluation, base, data.split, config, run)
     promotion = promote(registered, evaluation, config.registry.promotion, run)
-    summary = build_summary(run, {
-        "base_model": base, "ingest": ingested, "clean": cleaned, "dedup": deduped, "validate": validated,
-        "split": splits, "tokenize": tokenized, "train": trained, "evaluate": evaluation,
+    summary = build_summary(run, data, {
+        "base_model": base, **data.stages(), "train": trained, "evaluate": evaluation,
         "register": registered, "promote": promotion,
     })
+    finish_tracking(run, summary)
+    return summary
+
+
+@flow(name="adapterflow-data-check", on_failure=[mark_run_failed], on_crashed=[mark_run_failed])
+def data_check(config: PipelineConfig) -> dict[str, Any]:
+    """Run only the data stages and write the data report: what a training run would train on, and why.
+
+    base model (its tokenizer) -> data (ingest ... tokenize, see flows/data.py); no training.
+    """
+    run = start_tracking(config, kind="data-check")
+    base = prepare_base_model(config.base_model, run)
+    data = prepare_data(config, base, run)
+    summary = {"mlflow_run_id": run.mlflow_run_id, "experiment": run.experiment, "run_dir": run.run_dir,
+               "data": data.report["counts"], "report": data.report,
+               "timings": {name: record.seconds for name, record in data.stages().items()}}
     finish_tracking(run, summary)
     return summary

@@ -59,17 +59,76 @@ class CleanConfig(StrictModel):
         return self
 
 
-class DedupConfig(StrictModel):
-    """Duplicate removal: exact duplicates after case and whitespace folding."""
+class NearDedupConfig(StrictModel):
+    """MinHash-LSH near-duplicate removal; candidates are confirmed by their exact Jaccard similarity."""
 
-    exact: bool = Field(True, description="drop rows whose normalised text repeats an earlier row")
+    enabled: bool = Field(True, description="drop rows nearly identical to an earlier kept row")
+    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of word shingles at which rows are duplicates")
+    shingle_size: int = Field(5, ge=1, le=32, description="words per shingle")
+    num_perm: int = Field(64, ge=8, le=1024, description="MinHash signature length (more: fewer missed pairs, slower)")
+
+
+class DedupConfig(StrictModel):
+    """Duplicate removal: exact (after case and whitespace folding) and near duplicates."""
+
+    exact: bool = Field(True, description="drop rows whose folded prompt and response repeat an earlier row")
+    near: NearDedupConfig = NearDedupConfig()
+    sample_clusters: int = Field(10, ge=0, description="duplicate clusters listed in the data report")
+
+
+PII_ENTITIES = ("email", "phone", "credit_card", "iban", "ip_address", "national_id")
+
+
+class PiiPattern(StrictModel):
+    """A custom PII pattern: matches are reported and redacted as <NAME>."""
+
+    name: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="upper-case entity name, e.g. EMPLOYEE_ID")
+    regex: str = Field(description="Python regular expression")
+    score: float = Field(0.9, gt=0, le=1, description="confidence given to a match")
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        import re
+
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+
+class PiiConfig(StrictModel):
+    """Personal data found with presidio's pattern recognizers (plus custom patterns)."""
+
+    action: Literal["redact", "drop", "report", "off"] = Field(
+        "redact", description="redact: replace with <TYPE>; drop: drop the row; report: count only; off: skip"
+    )
+    entities: list[Literal["email", "phone", "credit_card", "iban", "ip_address", "national_id"]] = Field(
+        default_factory=lambda: list(PII_ENTITIES), description="which kinds of personal data to look for"
+    )
+    min_score: float = Field(0.4, ge=0, le=1, description="lowest recognizer confidence that counts as a finding")
+    custom_patterns: list[PiiPattern] = Field(default_factory=list, description="extra patterns of your domain")
+
+
+class LeakageConfig(StrictModel):
+    """Eval rows whose prompt is an exact or near duplicate of a training prompt are removed from eval."""
+
+    enabled: bool = Field(True, description="remove eval rows that leak from the training rows")
+    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of prompt shingles that counts as leaked")
+    shingle_size: int = Field(3, ge=1, le=32, description="words per shingle (prompts are short)")
 
 
 class ValidationConfig(StrictModel):
-    """The great-expectations suite that gates training."""
+    """The great-expectations suites that gate training: on rows per format, then on tokens."""
 
-    suite: Path | None = Field(None, description="YAML suite file; default: the builtin suite for the format")
+    suite: Path | None = Field(None, description="YAML suite of extra expectations, added to every format's builtin suite")
     min_rows: int = Field(10, ge=1, description="fewest rows the suite accepts")
+    max_truncated_share: float = Field(0.2, ge=0, le=1, description="largest share of examples cut at max_length")
+    max_no_label_share: float = Field(
+        0.05, ge=0, le=1, description="largest share of examples left with no trainable token (they are dropped)"
+    )
+    require_end_of_turn: bool = Field(True, description="every chat example must train on its end-of-turn token")
 
     @field_validator("suite")
     @classmethod
@@ -100,9 +159,11 @@ class DataConfig(StrictModel):
         0.05, ge=0, le=1, description="fail the run when more than this share of input rows is malformed"
     )
     clean: CleanConfig = CleanConfig()
+    pii: PiiConfig = PiiConfig()
     dedup: DedupConfig = DedupConfig()
     validation: ValidationConfig = ValidationConfig()
     split: SplitConfig = SplitConfig()
+    leakage: LeakageConfig = LeakageConfig()
 
     @field_validator("sources", mode="before")
     @classmethod

@@ -2,67 +2,59 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from adapterflow.data.tables import TableWriter, iter_rows, prompt_and_response
+from adapterflow.data.tables import TableWriter, iter_batches
+from adapterflow.data.text import map_message_contents, normalize_strings, prompts_and_responses
 from adapterflow.records import FilterResult, IngestResult, RunContext
 from adapterflow.stage import stage, stage_logger
 from adapterflow.tracking import RunTracker
 from schemas.data import CleanConfig
 
-TRAILING_SPACE = re.compile(r"[ \t]+\n")
-EXTRA_BLANK_LINES = re.compile(r"\n{3,}")
+
+def normalize_batch(batch: pa.RecordBatch, unicode_form: str) -> pa.RecordBatch:
+    """Normalise every message (or text) of a batch; labels and provenance are left alone."""
+    columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+    if "messages" in columns:
+        columns["messages"] = map_message_contents(columns["messages"], lambda values: normalize_strings(values, unicode_form))
+    else:
+        columns["text"] = normalize_strings(columns["text"], unicode_form)
+    return pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns))
 
 
-def normalize_text(text: str, unicode_form: str) -> str:
-    """Canonical Unicode, Unix newlines, no trailing spaces, at most one blank line in a row.
-
-    Indentation inside lines is kept: code in prompts and answers depends on it.
-    """
-    if unicode_form != "none":
-        text = unicodedata.normalize(unicode_form, text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = TRAILING_SPACE.sub("\n", text)
-    return EXTRA_BLANK_LINES.sub("\n\n", text).strip()
-
-
-def normalize_row(row: dict[str, Any], unicode_form: str) -> dict[str, Any]:
-    if "messages" in row:
-        messages = [{"role": m["role"], "content": normalize_text(m["content"], unicode_form)} for m in row["messages"]]
-        return {**row, "messages": messages}
-    return {**row, "text": normalize_text(row["text"], unicode_form)}
-
-
-def length_problem(row: dict[str, Any], config: CleanConfig) -> str | None:
-    """Why a normalised row falls outside the configured bounds, or None when it is kept."""
-    prompt, response = prompt_and_response(row)
-    has_prompt = "messages" in row or "label" in row
-    if has_prompt and len(prompt) < config.min_prompt_chars:
-        return "prompt_too_short"
-    if len(prompt) > config.max_prompt_chars:
-        return "prompt_too_long"
-    if len(response) < config.min_response_chars:
-        return "response_too_short"
-    if len(response) > config.max_response_chars:
-        return "response_too_long"
-    return None
+def length_problems(batch: pa.RecordBatch, config: CleanConfig) -> np.ndarray:
+    """Per row, the first length bound it breaks ("" when it is kept)."""
+    prompts, responses = prompts_and_responses(batch)
+    prompt_chars = pc.utf8_length(prompts).to_numpy(zero_copy_only=False)
+    response_chars = pc.utf8_length(responses).to_numpy(zero_copy_only=False)
+    has_prompt = "messages" in batch.schema.names or "label" in batch.schema.names
+    checks = [
+        ("prompt_too_short", has_prompt & (prompt_chars < config.min_prompt_chars)),
+        ("prompt_too_long", prompt_chars > config.max_prompt_chars),
+        ("response_too_short", response_chars < config.min_response_chars),
+        ("response_too_long", response_chars > config.max_response_chars),
+    ]
+    problems = np.full(batch.num_rows, "", dtype=object)
+    for reason, broken in reversed(checks):  # the first check that fails names the reason
+        problems[broken] = reason
+    return problems
 
 
 def clean_table(ingested: IngestResult, config: CleanConfig, out_path: Path) -> FilterResult:
     """Normalise every row and drop those outside the length bounds."""
     dropped: Counter[str] = Counter()
     with TableWriter(out_path, ingested.table.task) as writer:
-        for row in iter_rows(ingested.table):
-            row = normalize_row(row, config.unicode_form)
-            if problem := length_problem(row, config):
-                dropped[f"clean.{problem}"] += 1
-            else:
-                writer.write(row)
+        for batch in iter_batches(ingested.table):
+            batch = normalize_batch(batch, config.unicode_form)
+            problems = length_problems(batch, config)
+            for reason, count in zip(*np.unique(problems[problems != ""], return_counts=True), strict=True):
+                dropped[f"clean.{reason}"] += int(count)
+            writer.write_batch(batch.filter(pa.array(problems == "")))
         table = writer.close()
     return FilterResult(table=table, dropped=dict(dropped))
 

@@ -1,4 +1,5 @@
-"""Split: a seeded train/eval split by content hash, so a row keeps its side across retrains."""
+"""Split: a seeded train/eval split by prompt hash (a row keeps its side across retrains), then eval rows
+whose prompt leaks from the training rows are removed."""
 
 from __future__ import annotations
 
@@ -9,38 +10,37 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from adapterflow.data.tables import TableWriter, iter_rows, prompt_and_response
+from adapterflow.data.leakage import find_leaks
+from adapterflow.data.minhash import mix64
+from adapterflow.data.near_dedup import NearDedupSettings
+from adapterflow.data.scan import read_group, scan_table
+from adapterflow.data.tables import TableWriter, iter_rows
 from adapterflow.errors import DataError
 from adapterflow.hashing import KEY_LENGTH, RowHasher
 from adapterflow.home import Home
-from adapterflow.records import FilterResult, RunContext, SplitResult
+from adapterflow.records import DataTable, FilterResult, RunContext, SplitResult
 from adapterflow.stage import stage, stage_logger
 from adapterflow.tracking import TAG_DATASET_FINGERPRINT, RunTracker
-from tasks.dedup import fold
-from schemas.data import SplitConfig
+from schemas.data import LeakageConfig, SplitConfig
 
 HASH_SCALE = float(1 << 64)
+LEAK_EXAMPLES = 10
 
 
-def split_position(row: dict[str, Any], seed: int) -> float:
-    """A uniform number in [0, 1) from the row's prompt: rows sharing a prompt land on the same side."""
-    prompt, response = prompt_and_response(row)
-    text = fold(prompt) if prompt else fold(response)
-    digest = hashlib.blake2b(f"{seed}\x00{text}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / HASH_SCALE
+def split_positions(prompt_keys: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per row from its folded prompt: rows sharing a prompt share a side."""
+    salt = np.uint64((seed * 0x9E3779B97F4A7C15 + 1) % (1 << 64))
+    return mix64(prompt_keys[:, 0] ^ salt).astype(np.float64) / HASH_SCALE
 
 
 def eval_threshold(positions: np.ndarray, config: SplitConfig) -> float:
     """Rows whose position is below this go to eval."""
-    if len(positions) == 0:
-        return 0.0
     wanted = int(config.eval_size) if config.eval_size >= 1 else int(np.ceil(config.eval_size * len(positions)))
     if config.max_eval_rows is not None:
         wanted = min(wanted, config.max_eval_rows)
     wanted = min(max(wanted, 1), len(positions) - 1)
-    if wanted <= 0:
-        return 0.0
     return float(np.nextafter(np.partition(positions, wanted - 1)[wanted - 1], 1.0))
 
 
@@ -49,24 +49,96 @@ def content(row: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in row.items() if key not in ("source", "line")}
 
 
-def split_rows(rows: FilterResult, config: SplitConfig, home: Home) -> SplitResult:
+def write_sides(table: DataTable, to_eval: np.ndarray, folder: Path) -> tuple[DataTable, DataTable]:
+    """Stream the table into train and eval files by the per-row mask."""
+    with (TableWriter(folder / "train.parquet", table.task, "zstd") as train,
+          TableWriter(folder / "eval.parquet", table.task, "zstd") as held_out):
+        start = 0
+        for batch in (read_group(table.path, group) for group in range(_row_groups(table.path))):
+            mask = to_eval[start : start + batch.num_rows]
+            held_out.write_batch(batch.filter(pa.array(mask)))
+            train.write_batch(batch.filter(pa.array(~mask)))
+            start += batch.num_rows
+        return train.close(), held_out.close()
+
+
+def _row_groups(path: str) -> int:
+    from adapterflow.data.tables import open_parquet
+
+    return open_parquet(path).metadata.num_row_groups
+
+
+def remove_leaks(
+    train: DataTable, held_out: DataTable, config: LeakageConfig, folder: Path, workers: int
+) -> tuple[DataTable, dict[str, int], list[dict]]:
+    """Drop eval rows whose prompt is an exact or near duplicate of a training prompt."""
+    settings = NearDedupSettings(config.threshold, config.shingle_size)
+    train_scan = scan_table(Path(train.path), settings, folder, workers, view="prompt")
+    eval_scan = scan_table(Path(held_out.path), settings, folder, workers, view="prompt")
+    try:
+        leaks = find_leaks(train_scan, eval_scan, config.threshold)
+    finally:
+        train_scan.remove_spills()
+        eval_scan.remove_spills()
+    leaked = leaks.exact | leaks.near
+    examples = _leak_examples(train, held_out, leaks, np.flatnonzero(leaked)[:LEAK_EXAMPLES])
+    kept_path = folder / "eval-kept.parquet"
+    with TableWriter(kept_path, held_out.task, "zstd") as writer:
+        start = 0
+        for group in range(_row_groups(held_out.path)):
+            batch = read_group(held_out.path, group)
+            writer.write_batch(batch.filter(pa.array(~leaked[start : start + batch.num_rows])))
+            start += batch.num_rows
+        kept = writer.close()
+    kept_path.replace(held_out.path)
+    counts = {"split.leak_exact": int(leaks.exact.sum()), "split.leak_near": int(leaks.near.sum())}
+    return kept.model_copy(update={"path": held_out.path}), {k: v for k, v in counts.items() if v}, examples
+
+
+def _leak_examples(train: DataTable, held_out: DataTable, leaks, rows: np.ndarray) -> list[dict]:
+    if len(rows) == 0:
+        return []
+    import pyarrow.parquet as pq
+
+    eval_where = pq.read_table(held_out.path, columns=["source", "line"]).take(rows).to_pylist()
+    train_where = pq.read_table(train.path, columns=["source", "line"]).take(leaks.train_row[rows]).to_pylist()
+    return [
+        {"eval": f"{e['source']}:{e['line']}", "train": f"{t['source']}:{t['line']}",
+         "kind": "exact" if leaks.exact[row] else "near", "jaccard": round(float(leaks.similarity[row]), 3)}
+        for row, e, t in zip(rows.tolist(), eval_where, train_where, strict=True)
+    ]
+
+
+def fingerprint(train: DataTable, held_out: DataTable) -> str:
+    """sha256 over the canonical content of both sides, in order (provenance excluded)."""
+    sides = []
+    for table in (train, held_out):
+        hasher = RowHasher()
+        for row in iter_rows(table):
+            hasher.update(content(row))
+        sides.append(hasher.hexdigest())
+    return hashlib.sha256(":".join(sides).encode()).hexdigest()
+
+
+def split_rows(rows: FilterResult, config: SplitConfig, leakage: LeakageConfig, home: Home, workers: int) -> SplitResult:
     """Write train and eval tables under cache/datasets/<fingerprint>/."""
-    positions = np.fromiter((split_position(row, config.seed) for row in iter_rows(rows.table)), dtype=np.float64)
-    if len(positions) < 2:
-        raise DataError(f"{len(positions)} row(s) left after cleaning: a train/eval split needs at least 2",
-                        hint="add data, or check the drop counts of clean and dedup")
-    threshold = eval_threshold(positions, config)
+    home.cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="split-", dir=home.cache))
-    hashers = {"train": RowHasher(), "eval": RowHasher()}
-    task = rows.table.task
-    with TableWriter(staging / "train.parquet", task) as train, TableWriter(staging / "eval.parquet", task) as held_out:
-        for position, row in zip(positions, iter_rows(rows.table), strict=True):
-            side = "eval" if position < threshold else "train"
-            (held_out if side == "eval" else train).write(row)
-            hashers[side].update(content(row))
-        train_table, eval_table = train.close(), held_out.close()
-    fingerprint = hashlib.sha256(f"{hashers['train'].hexdigest()}:{hashers['eval'].hexdigest()}".encode()).hexdigest()
-    target = home.cache_dir("datasets", fingerprint[:KEY_LENGTH])
+    try:
+        keys = scan_table(Path(rows.table.path), None, staging, workers, view="prompt").exact_keys
+        if len(keys) < 2:
+            raise DataError(f"{len(keys)} row(s) left after cleaning: a train/eval split needs at least 2",
+                            hint="add data, or check the drop counts of clean and dedup")
+        positions = split_positions(keys, config.seed)
+        train, held_out = write_sides(rows.table, positions < eval_threshold(positions, config), staging)
+        dropped, examples = {}, []
+        if leakage.enabled:
+            held_out, dropped, examples = remove_leaks(train, held_out, leakage, staging, workers)
+        digest = fingerprint(train, held_out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    target = home.cache_dir("datasets", digest[:KEY_LENGTH])
     skipped = target.exists()
     if skipped:
         shutil.rmtree(staging)
@@ -74,25 +146,27 @@ def split_rows(rows: FilterResult, config: SplitConfig, home: Home) -> SplitResu
         target.parent.mkdir(parents=True, exist_ok=True)
         staging.replace(target)
     return SplitResult(
-        train=train_table.model_copy(update={"path": str(target / "train.parquet")}),
-        eval=eval_table.model_copy(update={"path": str(target / "eval.parquet")}),
-        fingerprint=fingerprint,
-        skipped=skipped,
+        train=train.model_copy(update={"path": str(target / "train.parquet")}),
+        eval=held_out.model_copy(update={"path": str(target / "eval.parquet")}),
+        fingerprint=digest, dropped=dropped, leak_examples=examples, skipped=skipped,
     )
 
 
 @stage("split", retries=2)
-def split(rows: FilterResult, config: SplitConfig, run: RunContext) -> SplitResult:
-    """Split the validated rows and record the dataset fingerprint and both splits in MLflow."""
-    home = Home(Path(run.home))
-    home.cache.mkdir(parents=True, exist_ok=True)
-    result = split_rows(rows, config, home)
+def split(rows: FilterResult, config: SplitConfig, leakage: LeakageConfig, workers: int, run: RunContext) -> SplitResult:
+    """Split, remove leaked eval rows, and record the dataset fingerprint and both splits in MLflow."""
+    result = split_rows(rows, config, leakage, Home(Path(run.home)), workers)
     tracker = RunTracker(run.mlflow_run_id)
     tracker.set_tags({TAG_DATASET_FINGERPRINT: result.fingerprint})
-    tracker.log_metrics({"data/train_split_rows": result.train.rows, "data/eval_split_rows": result.eval.rows})
+    tracker.log_metrics({
+        "data/train_split_rows": result.train.rows, "data/eval_split_rows": result.eval.rows,
+        "data/leak_exact": result.dropped.get("split.leak_exact", 0),
+        "data/leak_near": result.dropped.get("split.leak_near", 0),
+    })
     tracker.log_dataset(result.train.path, "train", "training", result.fingerprint)
     tracker.log_dataset(result.eval.path, "eval", "evaluation", result.fingerprint)
     stage_logger().info(
-        "split %d train / %d eval rows, dataset fingerprint %s", result.train.rows, result.eval.rows, result.fingerprint[:12]
+        "split %d train / %d eval rows (removed from eval as leaked: %s), dataset fingerprint %s",
+        result.train.rows, result.eval.rows, result.dropped or "none", result.fingerprint[:12],
     )
     return result

@@ -26,9 +26,11 @@ from adapterflow.tokenization import ChatTokenizer, apply_template_choice, token
 from adapterflow.tracking import RunTracker
 from schemas.tokenize import TokenizeConfig
 
-TOKENIZE_VERSION = 1  # bump when the output of tokenization changes for the same inputs
+TOKENIZE_VERSION = 2  # bump when the output of tokenization changes for the same inputs
 BATCH_ROWS = 1024
 TOKENS_SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32()))])
+EXAMPLES_SCHEMA = pa.schema([("tokens", pa.int32()), ("label_tokens", pa.int32()), ("truncated", pa.bool_()),
+                             ("end_of_turn", pa.bool_())])
 
 
 def tokenized_key(split: SplitResult, tokenizer_hash: str, config: TokenizeConfig) -> str:
@@ -38,14 +40,19 @@ def tokenized_key(split: SplitResult, tokenizer_hash: str, config: TokenizeConfi
 
 
 def tokenize_table(table: DataTable, chat: ChatTokenizer, out_path: Path) -> tuple[int, Counter[str], Counter[str]]:
-    """Tokenize one split to Parquet; return rows written, drops by reason and token statistics."""
+    """Tokenize one split to Parquet; return rows written, drops by reason and token statistics.
+
+    Next to it, `<split>_examples.parquet` holds per-example statistics (kept or not) for the token checks.
+    """
     dropped: Counter[str] = Counter()
     stats: Counter[str] = Counter()
+    examples: list[tuple[int, int, bool, bool]] = []
     rows_written = 0
     rows = iter_rows(table, batch_size=BATCH_ROWS)
     with pq.ParquetWriter(out_path, TOKENS_SCHEMA) as writer:
         while chunk := list(islice(rows, BATCH_ROWS)):
             batch = chat([row["messages"] for row in chunk])
+            examples += batch.examples
             dropped.update(batch.dropped)
             stats.update(
                 examples=len(chunk),
@@ -57,7 +64,14 @@ def tokenize_table(table: DataTable, chat: ChatTokenizer, out_path: Path) -> tup
             if batch.input_ids:
                 writer.write_table(pa.table({"input_ids": batch.input_ids, "labels": batch.labels}, schema=TOKENS_SCHEMA))
                 rows_written += len(batch.input_ids)
+    columns = list(zip(*examples, strict=True)) if examples else [[] for _ in EXAMPLES_SCHEMA]
+    pq.write_table(pa.table(dict(zip(EXAMPLES_SCHEMA.names, columns, strict=True)), schema=EXAMPLES_SCHEMA),
+                   examples_path(out_path))
     return rows_written, dropped, stats
+
+
+def examples_path(tokens_path: Path) -> Path:
+    return tokens_path.with_name(tokens_path.stem + "_examples.parquet")
 
 
 def tokenize_splits(split: SplitResult, base: BaseModelRef, config: TokenizeConfig, home: Home) -> TokenizedData:

@@ -20,7 +20,7 @@ from adapterflow.home import Home
 from adapterflow.records import RunContext
 from adapterflow.stage import stage_logger
 from adapterflow.tracking import (
-    TAG_CODE_VERSION, TAG_CONFIG_SHA, TAG_FLOW_RUN, TAG_RUN_NAME, RunTracker, code_version, ensure_experiment,
+    TAG_CODE_VERSION, TAG_CONFIG_SHA, TAG_FLOW_RUN, TAG_RUN_KIND, TAG_RUN_NAME, RunTracker, code_version, ensure_experiment,
     flatten_params,
 )
 from schemas.pipeline import PipelineConfig
@@ -30,7 +30,9 @@ def new_run_name() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
-def open_run(config: PipelineConfig, home: Home, flow_run_id: str, client: MlflowClient | None = None) -> RunContext:
+def open_run(
+    config: PipelineConfig, home: Home, flow_run_id: str, kind: str = "finetune", client: MlflowClient | None = None
+) -> RunContext:
     """Create the run folder and the MLflow run; log the resolved config as params and as a YAML artifact."""
     client = client or MlflowClient()
     resolved = config.model_dump(mode="json")
@@ -38,7 +40,8 @@ def open_run(config: PipelineConfig, home: Home, flow_run_id: str, client: Mlflo
     run_name = new_run_name()
     run_dir = home.run_dir(run_name)
     experiment_id = ensure_experiment(client, config.name, home)
-    tags = {TAG_CONFIG_SHA: config_sha, TAG_CODE_VERSION: code_version(), TAG_FLOW_RUN: flow_run_id, TAG_RUN_NAME: run_name}
+    tags = {TAG_CONFIG_SHA: config_sha, TAG_CODE_VERSION: code_version(), TAG_FLOW_RUN: flow_run_id, TAG_RUN_NAME: run_name,
+            TAG_RUN_KIND: kind}
     mlflow_run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     tracker = RunTracker(mlflow_run.info.run_id, client)
     tracker.log_params(flatten_params(resolved))
@@ -51,8 +54,8 @@ def open_run(config: PipelineConfig, home: Home, flow_run_id: str, client: Mlflo
 
 
 @task(name="start_tracking", retries=3, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def start_tracking(config: PipelineConfig) -> RunContext:
-    run = open_run(config, Home.from_env(), str(flow_run.id or ""))
+def start_tracking(config: PipelineConfig, kind: str = "finetune") -> RunContext:
+    run = open_run(config, Home.from_env(), str(flow_run.id or ""), kind)
     stage_logger().info("MLflow run %s in experiment %r, working folder %s", run.mlflow_run_id, run.experiment, run.run_dir)
     return run
 

@@ -1,174 +1,134 @@
-"""Validate: a great-expectations suite over the cleaned rows; a failure stops the run before training."""
+"""Validate: a great-expectations suite per input format over the cleaned rows; a failure stops the run
+before any training, and points at the failing rows."""
 
 from __future__ import annotations
 
-import logging
-import shutil
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
-import yaml
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from adapterflow.data.tables import iter_rows, prompt_and_response
-from adapterflow.errors import DataError, ValidationGateFailed
-from adapterflow.logs import cap_logger_levels
+from adapterflow.data.expectations import (
+    check_expectation_types, evaluated_count, failed_expectations, load_suite, run_suites,
+)
+from adapterflow.data.tables import iter_batches
+from adapterflow.data.text import flat_messages, prompts_and_responses
+from adapterflow.errors import ValidationGateFailed
 from adapterflow.records import FilterResult, RunContext, ValidationResult
 from adapterflow.stage import stage, stage_logger
 from adapterflow.suites import builtin_suite_path
 from adapterflow.tracking import RunTracker
 from schemas.data import ValidationConfig
 
-MAX_REPORTED_FAILURES = 20  # unexpected rows listed per expectation in the summary
+TEXT_FORMAT = {"pretrain": "text", "classification": "classification"}
 
 
-def validation_frame(rows: FilterResult) -> pd.DataFrame:
-    """One small row of derived columns per data row: what the suite's expectations look at."""
-    records: list[dict[str, Any]] = []
-    for row in iter_rows(rows.table):
-        derived: dict[str, Any] = {"source": row["source"], "line": row["line"]}
-        if "messages" in row:
-            prompt, response = prompt_and_response(row)
-            roles = [message["role"] for message in row["messages"]]
-            derived |= {
-                "prompt_chars": len(prompt),
-                "response_chars": len(response),
-                "n_messages": len(roles),
-                "n_assistant": roles.count("assistant"),
-                "first_role": roles[0],
-                "last_role": roles[-1],
-            }
-        else:
-            derived["text_chars"] = len(row["text"])
-            if "label" in row:
-                derived["label"] = row["label"]
-        records.append(derived)
-    return pd.DataFrame.from_records(records)
+def chat_columns(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
+    """Derived per-row columns of chat-style rows, computed column-wise."""
+    offsets, structs = flat_messages(batch.column("messages"))
+    roles = np.asarray(structs.field("role").to_pylist(), dtype=object)
+    counts = np.diff(offsets)
+    rows = np.repeat(np.arange(batch.num_rows), counts)
+    prompts, responses = prompts_and_responses(batch)
+    is_user, is_assistant = roles == "user", roles == "assistant"
+    starts, ends = offsets[:-1], offsets[1:]
+    nonempty = counts > 0
+    first = np.where(nonempty, roles[np.minimum(starts, max(len(roles) - 1, 0))] if len(roles) else "", "")
+    last = np.where(nonempty, roles[np.maximum(ends - 1, 0)] if len(roles) else "", "")
+    # After an optional leading system message, roles go user, assistant, user, ...
+    position = np.arange(len(roles)) - np.repeat(starts, counts)
+    after_system = position - np.repeat(first == "system", counts).astype(int)
+    expected = np.where(after_system % 2 == 0, "user", "assistant")
+    in_order = (roles == expected) | (after_system < 0)
+    alternating = np.bincount(rows[~in_order], minlength=batch.num_rows) == 0
+    return {
+        "prompt_chars": pc.utf8_length(prompts).to_numpy(zero_copy_only=False),
+        "response_chars": pc.utf8_length(responses).to_numpy(zero_copy_only=False),
+        "n_messages": counts,
+        "n_user": np.bincount(rows[is_user], minlength=batch.num_rows),
+        "n_assistant": np.bincount(rows[is_assistant], minlength=batch.num_rows),
+        "first_role": first, "last_role": last, "alternating": alternating,
+    }
 
 
-def load_suite_spec(config: ValidationConfig, task: str) -> dict[str, Any]:
-    """The builtin suite for the task plus the user's suite, plus the configured row-count floor."""
-    spec = yaml.safe_load(builtin_suite_path(task).read_text())
-    expectations = list(spec["expectations"])
-    if config.suite is not None:
-        user = yaml.safe_load(config.suite.read_text()) or {}
-        if not isinstance(user, dict) or not isinstance(user.get("expectations"), list):
-            raise DataError(f"{config.suite}: a suite needs an `expectations:` list", hint="see adapterflow/suites/sft.yaml")
-        expectations += user["expectations"]
-    expectations.append({"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": config.min_rows}})
-    return {"name": spec["name"], "expectations": expectations}
+def text_columns(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
+    texts = batch.column("text")
+    chars = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
+    printable = [sum(ch.isprintable() or ch in "\n\t" for ch in text) for text in texts.to_pylist()]
+    columns = {
+        "text_chars": chars,
+        "words": pc.list_value_length(pc.utf8_split_whitespace(texts)).to_numpy(zero_copy_only=False),
+        "printable_share": np.asarray(printable) / np.maximum(chars, 1),
+    }
+    if "label" in batch.schema.names:
+        columns["label"] = np.asarray(batch.column("label").to_pylist(), dtype=object)
+    return columns
 
 
-def check_expectation_types(spec: dict[str, Any], source: str) -> None:
-    """great-expectations silently drops unknown expectation types: name them instead."""
-    from great_expectations.exceptions import ExpectationNotFoundError
-    from great_expectations.expectations.registry import get_expectation_impl
-
-    unknown = []
-    for index, item in enumerate(spec["expectations"]):
-        try:
-            get_expectation_impl(item.get("type", "<missing type>"))
-        except ExpectationNotFoundError:
-            unknown.append(f"expectations[{index}].type={item.get('type')!r}")
-    if unknown:
-        raise DataError(f"{source}: unknown expectation types: {', '.join(unknown)}",
-                        hint="see https://greatexpectations.io/expectations for the names")
-
-
-def run_suite(frame: pd.DataFrame, spec: dict[str, Any], docs_dir: Path | None) -> dict[str, Any]:
-    """Run the suite in an ephemeral context; return the JSON description of the result."""
-    import great_expectations as gx
-
-    cap_logger_levels("great_expectations", logging.WARNING)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False}
-    actions = []
-    if docs_dir is not None:
-        context.add_data_docs_site(
-            site_name="adapterflow",
-            site_config={
-                "class_name": "SiteBuilder",
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
-        )
-        actions.append(gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["adapterflow"]))
-    batch = context.data_sources.add_pandas("adapterflow").add_dataframe_asset("rows")
-    definition = batch.add_batch_definition_whole_dataframe("all")
-    suite = context.suites.add(gx.ExpectationSuite(**spec))
-    validation = context.validation_definitions.add(gx.ValidationDefinition(name="rows", data=definition, suite=suite))
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name="adapterflow",
-            validation_definitions=[validation],
-            actions=actions,
-            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["source", "line"]},
-        )
-    )
-    result = checkpoint.run(batch_parameters={"dataframe": frame}).describe_dict()
-    _remove_default_site(context)
-    return result
+def validation_frames(rows: FilterResult, formats: dict[str, str]) -> dict[str, pd.DataFrame]:
+    """One frame of derived columns per input format, keyed by format; rows carry source and line."""
+    parts: list[pd.DataFrame] = []
+    for batch in iter_batches(rows.table):
+        derived = chat_columns(batch) if "messages" in batch.schema.names else text_columns(batch)
+        frame = pd.DataFrame({"source": batch.column("source").to_pylist(), "line": batch.column("line").to_numpy(), **derived})
+        parts.append(frame)
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["source", "line"])
+    if "label" in frame.columns:
+        frame["label_rows"] = frame.groupby("label")["label"].transform("size")
+    default = TEXT_FORMAT.get(rows.table.task, "chat")
+    frame["format"] = frame["source"].map(formats).fillna(default) if len(frame) else default
+    return {fmt: part.drop(columns="format").reset_index(drop=True) for fmt, part in frame.groupby("format")} or {default: frame}
 
 
-def _remove_default_site(context: Any) -> None:
-    # The ephemeral context registers a temporary `local_site`; don't leave it behind in /tmp.
-    site = context.variables.data_docs_sites.get("local_site", {})
-    folder = site.get("store_backend", {}).get("base_directory")
-    if folder:
-        shutil.rmtree(folder, ignore_errors=True)
+def suites_for(formats: list[str], config: ValidationConfig) -> dict[str, list[dict]]:
+    """Each format's builtin suite, plus the user's expectations, plus the row-count floor."""
+    extra = load_suite(config.suite) if config.suite else []
+    suites = {}
+    for fmt in formats:
+        expectations = [*load_suite(builtin_suite_path(fmt)), *extra]
+        expectations.append({"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}})
+        check_expectation_types(expectations, str(config.suite or builtin_suite_path(fmt)))
+        suites[fmt] = expectations
+    return suites
 
 
-def failed_expectations(result: dict[str, Any]) -> list[str]:
-    """One line per failed expectation: its type, column and a few offending rows."""
-    lines = []
-    for validation in result["validation_results"]:
-        for item in validation["expectations"]:
-            if item["success"]:
-                continue
-            column = item["kwargs"].get("column", "table")
-            outcome = item.get("result", {})
-            where = [f"{row.get('source', '')}:{row.get('line')}" for row in outcome.get("unexpected_index_list") or []]
-            detail = f"{outcome.get('unexpected_count', '')} unexpected" if where else f"observed {outcome.get('observed_value')}"
-            rows = f" at {', '.join(where[:MAX_REPORTED_FAILURES])}" if where else ""
-            lines.append(f"{item['expectation_type']}({column}): {detail}{rows}")
-    return lines
-
-
-def validate_rows(rows: FilterResult, config: ValidationConfig, out_dir: Path) -> ValidationResult:
-    """Run the suite, write its JSON report and Data Docs, and say whether it passed."""
-    spec = load_suite_spec(config, rows.table.task)
-    check_expectation_types(spec, str(config.suite or builtin_suite_path(rows.table.task)))
+def validate_rows(rows: FilterResult, config: ValidationConfig, formats: dict[str, str], out_dir: Path) -> ValidationResult:
+    """Run the suites, write their JSON report and Data Docs, and say whether all passed."""
+    frames = validation_frames(rows, formats)
+    suites = suites_for(list(frames), config)
     out_dir.mkdir(parents=True, exist_ok=True)
     docs_dir = out_dir / "data_docs"
-    result = run_suite(validation_frame(rows), spec, docs_dir)
+    results = run_suites(frames, suites, docs_dir)
+    failed = [line for name, result in results.items() for line in failed_expectations(name, result)]
+    total = sum(len(frame) for frame in frames.values())
+    if total < config.min_rows:  # across formats, so it is checked here rather than in each suite
+        failed.append(f"[all] expect_table_row_count_to_be_between(table): observed {total}, "
+                      f"data.validation.min_rows is {config.min_rows}")
     report = out_dir / "validation.json"
-    report.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2, default=str))
-    evaluated = sum(len(v["expectations"]) for v in result["validation_results"])
+    report.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2, default=str))
     return ValidationResult(
-        success=bool(result["success"]),
-        evaluated=evaluated,
-        failed=failed_expectations(result),
-        report_path=str(report),
+        success=not failed, evaluated=evaluated_count(results) + 1, failed=failed, report_path=str(report),
         docs_path=str(docs_dir) if docs_dir.exists() else None,
     )
 
 
 @stage("validate", retries=1)
-def validate(rows: FilterResult, config: ValidationConfig, run: RunContext) -> ValidationResult:
+def validate(rows: FilterResult, config: ValidationConfig, formats: dict[str, str], run: RunContext) -> ValidationResult:
     """Gate the data: log the report and Data Docs, then stop the run if any expectation failed."""
-    result = validate_rows(rows, config, Path(run.run_dir) / "validation")
+    result = validate_rows(rows, config, formats, Path(run.run_dir) / "validation")
     tracker = RunTracker(run.mlflow_run_id)
     tracker.log_artifact(result.report_path, "validation")
     if result.docs_path:
         tracker.log_artifact(result.docs_path, "validation/data_docs")
     tracker.log_metrics({"data/validation_success": float(result.success), "data/expectations_failed": len(result.failed)})
-    logger = stage_logger()
     if not result.success:
         raise ValidationGateFailed(
             f"data validation failed ({len(result.failed)} of {result.evaluated} expectations):\n  "
             + "\n  ".join(result.failed),
             hint=f"fix the rows listed (full report: {result.report_path}) or relax data.validation",
         )
-    logger.info("validation passed: %d expectations", result.evaluated)
+    stage_logger().info("validation passed: %d expectations", result.evaluated)
     return result

@@ -15,6 +15,7 @@ import orjson
 import pyarrow.parquet as pq
 
 from adapterflow.data.formats import RowError
+from adapterflow.data.tables import open_parquet
 
 PARQUET_BATCH_ROWS = 4096
 READ_CHUNK_BYTES = 1 << 22
@@ -108,7 +109,7 @@ def _json_array_rows(path: Path) -> Iterator[RawRow]:
 
 def _parquet_rows(path: Path) -> Iterator[RawRow]:
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = open_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a broken file
         yield RawRow("file", 1, error=RowError("unreadable_file", f"not a readable Parquet file: {exc}"), raw="")
         return

@@ -21,10 +21,16 @@ SCHEMAS = {
 }
 
 
+def open_parquet(path: str | Path) -> pq.ParquetFile:
+    """A reader that streams: pre-buffering (the default) keeps every row group read so far in memory."""
+    return pq.ParquetFile(path, pre_buffer=False)
+
+
 class TableWriter:
     """Write canonical rows to Parquet in chunks; the file appears only when complete."""
 
-    def __init__(self, path: Path, task: str) -> None:
+    def __init__(self, path: Path, task: str, compression: str = "none") -> None:
+        """`compression`: none for a run's intermediate tables (4x faster to write), zstd for cached ones."""
         self.path = path
         self.task = task
         self.schema = SCHEMAS[task]
@@ -32,12 +38,22 @@ class TableWriter:
         self._pending: list[dict[str, Any]] = []
         path.parent.mkdir(parents=True, exist_ok=True)
         self._partial = path.with_name(path.name + ".partial")
-        self._writer = pq.ParquetWriter(self._partial, self.schema)
+        self._writer = pq.ParquetWriter(
+            self._partial, self.schema, compression=compression, use_dictionary=["source", "label"]
+        )
 
     def write(self, row: dict[str, Any]) -> None:
         self._pending.append(row)
         if len(self._pending) >= CHUNK_ROWS:
             self._flush()
+
+    def write_batch(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Write many rows at once (already in the table's schema)."""
+        self._flush()
+        if batch.num_rows:
+            table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+            self._writer.write_table(table.cast(self.schema))
+            self.rows += batch.num_rows
 
     def _flush(self) -> None:
         if self._pending:
@@ -60,9 +76,14 @@ class TableWriter:
             self._partial.unlink(missing_ok=True)
 
 
+def iter_batches(table: DataTable, batch_size: int = CHUNK_ROWS) -> Iterator[pa.RecordBatch]:
+    """Record batches of a canonical table, one in memory at a time."""
+    yield from open_parquet(table.path).iter_batches(batch_size=batch_size)
+
+
 def iter_rows(table: DataTable, batch_size: int = CHUNK_ROWS) -> Iterator[dict[str, Any]]:
     """Rows of a canonical table, one chunk in memory at a time."""
-    parquet = pq.ParquetFile(table.path)
+    parquet = open_parquet(table.path)
     for batch in parquet.iter_batches(batch_size=batch_size):
         yield from batch.to_pylist()
 

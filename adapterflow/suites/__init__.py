@@ -1,4 +1,4 @@
-"""Builtin great-expectations suites, one per canonical task, declared in YAML."""
+"""Builtin great-expectations suites, one per input format, declared in YAML."""
 
 from __future__ import annotations
 
@@ -7,5 +7,5 @@ from pathlib import Path
 SUITES_DIR = Path(__file__).parent
 
 
-def builtin_suite_path(task: str) -> Path:
-    return SUITES_DIR / f"{task}.yaml"
+def builtin_suite_path(fmt: str) -> Path:
+    return SUITES_DIR / f"{fmt}.yaml"

@@ -52,7 +52,10 @@ def test_first_run_registers_and_promotes_then_retrain_is_gated(tmp_path: Path, 
     artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
     assert {"config", "data", "validation", "model", "eval", "summary.json"} <= artifacts
     validation = {item.path for item in client.list_artifacts(run.info.run_id, "validation")}
-    assert {"validation/validation.json", "validation/data_docs"} <= validation
+    assert {"validation/validation.json", "validation/token_checks.json", "validation/data_docs"} <= validation
+    data_artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "data")}
+    assert {"data/report.json", "data/lengths.png", "data/quarantine.jsonl", "data/removed_duplicates.parquet"} <= data_artifacts
+    assert set(data["pii"]) == {"action", "rows", "by_type"} and "near_duplicates" in data and "leaked_eval_rows" in data
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["train", "eval"]
 
     version = client.get_model_version("tiny-assistant", "1")
@@ -108,7 +111,7 @@ def test_malformed_rows_are_quarantined_with_line_and_reason(tmp_path: Path, hom
     }
     assert data["reconciled"]
     assert data["input_rows"] == data["quarantined"] + sum(data["dropped"].values()) + data["train_rows"] + data["eval_rows"]
-    quarantined = [json.loads(line) for line in Path(data["quarantine_file"]).read_text().splitlines()]
+    quarantined = [json.loads(line) for line in Path(data["quarantine_file"]).read_bytes().split(b"\n") if line]
     assert [(row["line"], row["category"]) for row in quarantined] == [
         (4, "invalid_json"), (8, "empty_line"), (13, "missing_field"), (21, "wrong_type"), (26, "not_an_object"),
     ]
@@ -137,3 +140,27 @@ def test_failing_validation_suite_stops_before_training(tmp_path: Path, home: Ho
     assert "validation/validation.json" in {a.path for a in client.list_artifacts(run.info.run_id, "validation")}
     assert not (home.cache / "adapters").exists()  # no training happened
     assert client.search_registered_models() == []
+
+
+def test_data_check_reports_pii_near_duplicates_and_validation_without_training(
+    tmp_path: Path, home: Home, tiny_model_dir: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from adapterflow.cli import app
+
+    config = tiny_config(tiny_model_dir, sources=[{"path": str(ASSETS / "pii_and_duplicates.jsonl")}],
+                         data={"dedup": {"near": {"threshold": 0.7}}, "validation": {"min_rows": 10}})
+    summary_path = tmp_path / "summary.json"
+    result = CliRunner().invoke(app, ["data", "check", str(write_config(tmp_path, config)), "--summary-json", str(summary_path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(summary_path.read_text())["data"]
+    assert data["input_rows"] == 30 and data["near_duplicates"] == 2
+    assert data["pii"] == {"action": "redact", "rows": 3, "by_type": {"email": 1, "ip_address": 1, "phone": 1}}
+    assert data["reconciled"]
+    assert "near duplicates removed" in result.output and "personal data (redact)" in result.output
+    client = MlflowClient()
+    run = client.get_run(json.loads(summary_path.read_text())["mlflow_run_id"])
+    assert run.data.tags["adapterflow.kind"] == "data-check" and run.info.status == "FINISHED"
+    assert {"data/report.json", "data/lengths.png"} <= {a.path for a in client.list_artifacts(run.info.run_id, "data")}
+    assert client.search_registered_models() == [] and not (home.cache / "adapters").exists()

@@ -8,17 +8,18 @@ import pyarrow.parquet as pq
 
 from adapterflow.home import Home
 from adapterflow.records import BaseModelRef
-from schemas.data import SplitConfig
+from schemas.data import LeakageConfig, SplitConfig
 from schemas.tokenize import TokenizeConfig
 from tasks.split import split_rows
 from tasks.tokenize import tokenize_splits
-from tests.tasks.test_split import rows
+from tests.tasks.helpers import filtered, questions
 
 
 def test_tokenized_splits_are_cached_by_content(tmp_path: Path, tiny_model_dir: Path) -> None:
     home = Home(tmp_path / "home")
     home.cache.mkdir(parents=True)
-    split = split_rows(rows(tmp_path / "a", 40), SplitConfig(eval_size=0.25, max_eval_rows=None), home)
+    split = split_rows(filtered(tmp_path / "a", questions(40)), SplitConfig(eval_size=0.25, max_eval_rows=None),
+                       LeakageConfig(enabled=False), home, 1)
     base = BaseModelRef(name="tiny", path=str(tiny_model_dir), sha256="x")
 
     first = tokenize_splits(split, base, TokenizeConfig(max_length=64), home)

@@ -9,20 +9,21 @@ import torch
 from adapterflow.home import Home
 from adapterflow.records import BaseModelRef
 from adapterflow.training.trainer import train_adapter
-from schemas.data import SplitConfig
+from schemas.data import LeakageConfig, SplitConfig
 from schemas.method import LoraMethod
 from schemas.tokenize import TokenizeConfig
 from schemas.training import TrainingConfig
 from tasks.split import split_rows
 from tasks.tokenize import tokenize_splits
-from tests.tasks.test_split import rows
+from tests.tasks.helpers import filtered, questions
 
 
 def test_lora_training_lowers_the_loss_and_saves_only_the_adapter(tmp_path: Path, tiny_model_dir: Path) -> None:
     home = Home(tmp_path / "home")
     home.cache.mkdir(parents=True)
     base = BaseModelRef(name="tiny", path=str(tiny_model_dir), sha256="x")
-    split = split_rows(rows(tmp_path / "data", 24), SplitConfig(eval_size=0.2, max_eval_rows=None), home)
+    split = split_rows(filtered(tmp_path / "data", questions(24)), SplitConfig(eval_size=0.2, max_eval_rows=None),
+                       LeakageConfig(enabled=False), home, 1)
     tokenized = tokenize_splits(split, base, TokenizeConfig(max_length=64), home)
     config = TrainingConfig(max_steps=20, batch_size=4, learning_rate=0.02, logging_steps=2, precision="fp32",
                             warmup_ratio=0.0, lr_scheduler="constant")

@@ -1,0 +1,36 @@
+"""Report data: one data report per run (JSON and a length histogram), logged to MLflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from adapterflow.data.report import build_report
+from adapterflow.records import (
+    DedupResult, FilterResult, IngestResult, RedactResult, RunContext, SplitResult, TokenizedData, ValidationResult,
+)
+from adapterflow.tracking import RunTracker
+
+
+@task(name="report_data", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def report_data(
+    ingested: IngestResult, cleaned: FilterResult, redacted: RedactResult, deduped: DedupResult,
+    validated: ValidationResult, splits: SplitResult, tokenized: TokenizedData, token_checks: ValidationResult,
+    max_length: int, run: RunContext,
+) -> dict[str, Any]:
+    """Write data/report.json and data/lengths.png into the run folder and the MLflow run."""
+    out_dir = Path(run.run_dir) / "data"
+    report, plot = build_report(ingested, cleaned, redacted, deduped, validated, splits, tokenized, token_checks,
+                                max_length, out_dir)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    tracker = RunTracker(run.mlflow_run_id)
+    tracker.log_artifact(out_dir / "report.json", "data")
+    tracker.log_artifact(plot, "data")
+    counts = report["counts"]
+    tracker.log_metrics({"data/near_duplicates": counts["near_duplicates"], "data/leaked_eval_rows": counts["leaked_eval_rows"],
+                         "data/pii_rows": counts["pii"]["rows"]})
+    return report
