@@ -9,30 +9,29 @@ import torch
 from torch.utils.data import DataLoader
 
 from adapterflow.devices import autocast
-from adapterflow.tokenization import IGNORE_INDEX
-from adapterflow.training.collate import PadToLongest
 from adapterflow.training.data import TokenDataset
+from adapterflow.training.packing import PackedCollator, next_token_loss
 
 
 @torch.no_grad()
 def response_perplexity(
-    model: torch.nn.Module, dataset: TokenDataset, pad_token_id: int, batch_size: int, device: torch.device, precision: str
+    model: torch.nn.Module, dataset: TokenDataset, pad_token_id: int, batch_size: int, device: torch.device,
+    precision: str, row_tokens: int = 1024,
 ) -> dict[str, float]:
-    """Token-weighted mean negative log-likelihood of the label tokens, and its exponential."""
+    """Token-weighted mean negative log-likelihood of the label tokens, and its exponential.
+
+    Examples are packed like in training (no cross-attention, no padding), which gives the same numbers as
+    one example at a time (see the packing equivalence test).
+    """
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=PadToLongest(pad_token_id))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=PackedCollator(pad_token_id, row_tokens))
     total_nll, total_tokens = 0.0, 0
     for batch in loader:
         batch = {name: tensor.to(device) for name, tensor in batch.items()}
         with autocast(device, precision):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        targets = batch["labels"][:, 1:]
-        nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].float().reshape(-1, logits.size(-1)), targets.reshape(-1),
-            ignore_index=IGNORE_INDEX, reduction="sum",
-        )
+            nll, count = next_token_loss(model, batch, reduction="sum")
         total_nll += float(nll)
-        total_tokens += int((targets != IGNORE_INDEX).sum())
+        total_tokens += count
     loss = total_nll / max(total_tokens, 1)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "eval_tokens": float(total_tokens)}
 

@@ -75,7 +75,8 @@ def configure_environment(home: Home | None = None) -> Home:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Tokenizing a batch uses every core (the data stages run no forked workers that this would upset).
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     return home
 
 

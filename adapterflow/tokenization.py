@@ -1,27 +1,32 @@
 """Chat-template rendering and response-only label masks, computed for a whole batch at once.
 
-A batch of conversations is rendered to text with the chat template, tokenized in one call with
-character offsets, and each token is labelled when its characters fall inside an assistant message
-(plus the end-of-turn marker, so the model learns to stop). No per-example template or tokenizer calls.
+A batch of conversations is rendered with the chat template, tokenized in one parallel call with character
+offsets, and a token is labelled when its characters fall inside an assistant message or the end-of-turn
+marker after it (so the model learns to stop). Templates that only paste message contents between fixed
+text (most ChatML-style ones) are rendered once per role sequence and filled in, instead of running Jinja
+per conversation; see `chat_skeletons`.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from adapterflow.data.text import flat_messages
 from adapterflow.errors import AdapterflowError
 from adapterflow.hashing import sha256_json
+from adapterflow.segments import SegmentEncoder
+from adapterflow.templates import TemplateRenderer
 
 IGNORE_INDEX = -100
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
-_PROBE_USER = "\u2063adapterflow-probe-user\u2063"
-_PROBE_ASSISTANT = "\u2063adapterflow-probe-assistant\u2063"
 
 
 def apply_template_choice(tokenizer: Any, chat_template: str | None) -> None:
@@ -43,34 +48,27 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return sha256_json([backend, tokenizer.chat_template, tokenizer.all_special_tokens, type(tokenizer).__name__])
 
 
-def end_of_turn_marker(tokenizer: Any) -> tuple[str, bool]:
-    """The text the template puts after an assistant message, and whether it must be added by us.
-
-    ChatML gives `<|im_end|>`, Llama 3 `<|eot_id|>`. A template that closes no turn gets the EOS
-    token appended, otherwise a fine-tuned model never learns to stop talking.
-    """
-    probe = [{"role": "user", "content": _PROBE_USER}, {"role": "assistant", "content": _PROBE_ASSISTANT}]
-    text = tokenizer.apply_chat_template(probe, tokenize=False)
-    suffix = text[text.index(_PROBE_ASSISTANT) + len(_PROBE_ASSISTANT) :].strip()
-    if suffix and len(suffix) <= 32:
-        return suffix, False
-    return tokenizer.eos_token or "", True
-
-
 @dataclass
 class TokenizedBatch:
-    """Token ids and labels of the kept examples, and why the others were dropped."""
+    """Kept examples as flat token ids and labels with per-example offsets, and per-input statistics."""
 
-    input_ids: list[list[int]] = field(default_factory=list)
-    labels: list[list[int]] = field(default_factory=list)
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
     dropped: dict[str, int] = field(default_factory=dict)
-    truncated: int = 0
-    with_end_of_turn: int = 0
-    # per input example, kept or not: (tokens, label tokens, truncated, end-of-turn token trained)
-    examples: list[tuple[int, int, bool, bool]] = field(default_factory=list)
+    # per input example, kept or not
+    tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    label_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    truncated: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    end_of_turn: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
-    def drop(self, reason: str) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+    @property
+    def kept(self) -> int:
+        return len(self.offsets) - 1
+
+    def example(self, index: int) -> tuple[list[int], list[int]]:
+        start, end = self.offsets[index], self.offsets[index + 1]
+        return self.ids[start:end].tolist(), self.labels[start:end].tolist()
 
 
 @dataclass
@@ -83,89 +81,114 @@ class ChatTokenizer:
     train_on_prompts: bool = False
 
     def __post_init__(self) -> None:
-        self.end_of_turn, self.append_end_of_turn = end_of_turn_marker(self.tokenizer)
-        ids = self.tokenizer.encode(self.end_of_turn, add_special_tokens=False) if self.end_of_turn else []
-        self.end_of_turn_id = ids[0] if len(ids) == 1 else None
-
-    def with_system(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
-        if self.system_prompt and messages[0]["role"] != "system":
-            return [{"role": "system", "content": self.system_prompt}, *messages]
-        return messages
-
-    def render(self, conversations: list[list[dict[str, str]]]) -> list[tuple[str, list[tuple[int, int]]] | None]:
-        """Each conversation's text and the character spans the loss is computed on (None: no match)."""
-        texts = self.tokenizer.apply_chat_template(conversations, tokenize=False)
-        return [self._locate(text, messages) for text, messages in zip(texts, conversations, strict=True)]
-
-    def _locate(self, text: str, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]] | None:
-        spans: list[tuple[int, int]] = []
-        position = 0
-        for message in messages:
-            content = message["content"]
-            start = text.find(content, position)
-            if start < 0:
-                content = content.strip()  # some templates trim message content
-                start = text.find(content, position)
-                if start < 0:
-                    return None
-            end = start + len(content)
-            if message["role"] == "assistant":
-                if self.append_end_of_turn:
-                    text = text[:end] + self.end_of_turn + text[end:]
-                    end += len(self.end_of_turn)
-                elif text.startswith(self.end_of_turn, end):
-                    end += len(self.end_of_turn)
-                else:
-                    stripped = text[end:].lstrip()
-                    if stripped.startswith(self.end_of_turn):
-                        end = len(text) - len(stripped) + len(self.end_of_turn)
-                spans.append((start, end))
-            position = end
-        if self.train_on_prompts:
-            spans = [(0, len(text))]
-        return text, spans
+        self.renderer = TemplateRenderer(self.tokenizer)
+        ids = self.tokenizer.encode(self.renderer.end_of_turn, add_special_tokens=False) if self.renderer.end_of_turn else []
+        self.end_of_turn_id = ids[0] if len(ids) == 1 else -1
+        self.segments = SegmentEncoder(self.tokenizer, self.renderer, self.system_prompt)
 
     def __call__(self, conversations: list[list[dict[str, str]]]) -> TokenizedBatch:
-        batch = TokenizedBatch()
-        rendered = self.render([self.with_system(messages) for messages in conversations])
-        texts = [item[0] for item in rendered if item is not None]
-        encoded = (
-            self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
-            if texts else {"input_ids": [], "offset_mapping": []}
-        )
-        tokens = iter(zip(encoded["input_ids"], encoded["offset_mapping"], strict=True))
-        for item in rendered:
-            if item is None:
-                batch.drop("tokenize.template_mismatch")
-                batch.examples.append((0, 0, False, False))
-                continue
-            ids, offsets = next(tokens)
-            labels = response_labels(ids, offsets, item[1])
-            truncated = len(ids) > self.max_length
-            if truncated:
-                batch.truncated += 1
-                ids, labels = ids[: self.max_length], labels[: self.max_length]
-            trained = sum(1 for label in labels if label != IGNORE_INDEX)
-            end_of_turn = self.end_of_turn_id is not None and self.end_of_turn_id in labels
-            batch.examples.append((len(ids), trained, truncated, end_of_turn))
-            if trained == 0:
-                batch.drop("tokenize.no_trainable_tokens")
-                continue
-            batch.with_end_of_turn += end_of_turn
-            batch.input_ids.append(list(ids))
-            batch.labels.append(labels)
+        """Tokenize conversations given as lists of {"role", "content"} messages."""
+        from adapterflow.data.tables import MESSAGE
+
+        rows = [[{"role": m["role"], "content": m["content"]} for m in conv] for conv in conversations]
+        return self.tokenize_messages(pa.array(rows, pa.list_(MESSAGE)))
+
+    def tokenize_messages(self, messages: pa.ListArray) -> TokenizedBatch:
+        """Tokenize a column of canonical `messages`: piece by piece where exact, else whole texts."""
+        if not self.train_on_prompts:
+            pieces = self.segments.encode_messages(messages)
+            if pieces is not None:
+                batch = self._empty(len(messages))
+                self._keep(batch, *pieces, np.arange(len(messages)))
+                return batch
+        offsets, structs = flat_messages(messages)
+        roles, contents = structs.field("role").to_pylist(), structs.field("content").to_pylist()
+        bounds = offsets.tolist()
+        return self.tokenize_parts([(tuple(roles[a:b]), contents[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)])
+
+    def tokenize_parts(self, conversations: list[tuple[tuple[str, ...], list[str]]]) -> TokenizedBatch:
+        """Tokenize (roles, contents) conversations as whole rendered texts."""
+        conversations = [self._with_system(roles, contents) for roles, contents in conversations]
+        return self.encode([self.renderer.render(roles, contents) for roles, contents in conversations])
+
+    def _with_system(self, roles: tuple[str, ...], contents: list[str]) -> tuple[tuple[str, ...], list[str]]:
+        if self.system_prompt and roles[0] != "system":
+            return ("system", *roles), [self.system_prompt, *contents]
+        return roles, contents
+
+    @staticmethod
+    def _empty(count: int) -> TokenizedBatch:
+        return TokenizedBatch(tokens=np.zeros(count, np.int32), label_tokens=np.zeros(count, np.int32),
+                              truncated=np.zeros(count, bool), end_of_turn=np.zeros(count, bool))
+
+    def encode(self, rendered: list[tuple[str, list[tuple[int, int]]] | None]) -> TokenizedBatch:
+        """Tokenize rendered conversations in one parallel call and label their trained spans."""
+        batch = self._empty(len(rendered))
+        matched = [item for item in rendered if item is not None]
+        mismatched = len(rendered) - len(matched)
+        if mismatched:
+            batch.dropped["tokenize.template_mismatch"] = mismatched
+        if not matched:
+            return batch
+        texts = [text for text, _ in matched]
+        encodings = self.tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+        lengths = np.fromiter((len(encoding) for encoding in encodings), np.int64, len(encodings))
+        ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), np.int32, int(lengths.sum()))
+        spans = [[(0, len(text))] for text in texts] if self.train_on_prompts else [item[1] for item in matched]
+        trained = trained_tokens(encodings, lengths, spans)
+        labels = np.where(trained, ids, IGNORE_INDEX).astype(np.int32)
+        self._keep(batch, ids, labels, lengths, np.flatnonzero([item is not None for item in rendered]))
         return batch
 
+    def _keep(self, batch: TokenizedBatch, ids: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
+              positions: np.ndarray) -> None:
+        """Truncate to max_length, compute per-example statistics, drop examples with nothing to learn."""
+        example = np.repeat(np.arange(len(lengths)), lengths)
+        rank = np.arange(len(ids)) - np.repeat(np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        inside = rank < self.max_length
+        ids, labels, example = ids[inside], labels[inside], example[inside]
+        kept_lengths = np.minimum(lengths, self.max_length)
+        trained = labels != IGNORE_INDEX
+        label_counts = np.bincount(example[trained], minlength=len(lengths))
+        eot = np.bincount(example[trained & (ids == self.end_of_turn_id)], minlength=len(lengths)) > 0
+        batch.tokens[positions] = kept_lengths
+        batch.label_tokens[positions] = label_counts
+        batch.truncated[positions] = lengths > self.max_length
+        batch.end_of_turn[positions] = eot
+        useful = label_counts > 0
+        if (~useful).any():
+            batch.dropped["tokenize.no_trainable_tokens"] = int((~useful).sum())
+        keep_tokens = useful[example]
+        batch.ids, batch.labels = ids[keep_tokens], labels[keep_tokens]
+        batch.offsets = np.concatenate([[0], np.cumsum(kept_lengths[useful])]).astype(np.int64)
 
-def response_labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
-    """Token ids where a token overlaps a trained span, IGNORE_INDEX elsewhere."""
-    if not ids:
-        return []
-    bounds = np.asarray(offsets, dtype=np.int64)
-    trained = np.zeros(len(ids), dtype=bool)
-    for start, end in spans:
-        trained |= (bounds[:, 0] < end) & (bounds[:, 1] > start)
-    return np.where(trained, np.asarray(ids, dtype=np.int64), IGNORE_INDEX).tolist()
+
+def trained_tokens(encodings: list[Any], lengths: np.ndarray, spans: list[list[tuple[int, int]]]) -> np.ndarray:
+    """True for each token (flat over all encodings) that holds a character of a trained span.
+
+    Spans become token ranges through the tokenizer's own character-to-token map (two lookups per span,
+    not a comparison per token), then one cumulative sum over +1/-1 marks labels every token inside.
+    """
+    bases = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    marks = np.zeros(int(lengths.sum()) + 1, np.int32)
+    for base, encoding, text_spans in zip(bases.tolist(), encodings, spans, strict=True):
+        for start, end in text_spans:
+            first, last = _token_at(encoding, start, end, 1), _token_at(encoding, end - 1, start - 1, -1)
+            if first is not None and last is not None and first <= last:
+                marks[base + first] += 1
+                marks[base + last + 1] -= 1
+    return np.cumsum(marks[:-1]) > 0
+
+
+def _token_at(encoding: Any, position: int, stop: int, step: int) -> int | None:
+    """The token holding the character at `position`, looking further in `step` direction past unmapped
+    characters (some normalisers drop characters) until `stop`."""
+    while position != stop:
+        token = encoding.char_to_token(position)
+        if token is not None:
+            return token
+        position += step
+    return None
 
 
 def prompt_messages(messages: list[dict[str, str]]) -> list[dict[str, str]]:

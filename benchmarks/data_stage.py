@@ -12,13 +12,20 @@ Jaccard >= 0.8 with them (computed exactly from word 5-gram sets, not estimated)
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
-import resource
+import os
 import sys
-import tempfile
-import time
-from pathlib import Path
+
+# benchmarks/tokenize.py shadows the standard library's `tokenize` for anything that runs from this folder
+# (spawned workers inherit the path too): keep the folder off the import path, the repository on it.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [os.path.dirname(_HERE)]
+
+import argparse  # noqa: E402
+import multiprocessing  # noqa: E402
+import resource  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 THRESHOLD = 0.8
 SHINGLE = 5
@@ -160,7 +167,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-baseline", action="store_true", help="only adapterflow (e.g. for the 1M memory run)")
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
     import pyarrow as pa
     import pyarrow.parquet as pq

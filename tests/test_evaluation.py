@@ -17,8 +17,11 @@ class UniformModel(torch.nn.Module):
         super().__init__()
         self.vocab = vocab
 
-    def forward(self, input_ids, attention_mask=None):
-        return type("Out", (), {"logits": torch.zeros(*input_ids.shape, self.vocab)})()
+    def forward(self, input_ids, logits_to_keep=None, **kwargs):
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+        if logits_to_keep is not None:  # a boolean mask, as transformers models take it: flattened rows
+            logits = logits[logits_to_keep]
+        return type("Out", (), {"logits": logits})()
 
 
 class ListDataset(torch.utils.data.Dataset):

@@ -114,8 +114,9 @@ def load_tokenizer(path: str | Path):
     return tokenizer
 
 
-def load_causal_lm(path: str | Path, device: torch.device, dtype: torch.dtype = torch.float32):
+def load_causal_lm(path: str | Path, device: torch.device, dtype: torch.dtype = torch.float32, attention: str | None = None):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    options = {"attn_implementation": attention} if attention else {}
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **options)
     return model.to(device)

@@ -21,6 +21,19 @@ TRAINER_TO_METRIC = {
 }
 
 
+# Dense bf16/fp16 tensor-core peaks (FLOP/s) by GPU name fragment, for model FLOPs utilisation.
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10G": 125e12,
+              "A10": 125e12, "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The GPU's dense half-precision peak, when it is a known model (None on CPU or unknown GPUs)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((flops for fragment, flops in PEAK_FLOPS.items() if fragment in name), None)
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak accelerator memory on CUDA, peak resident memory of the process on CPU."""
     if device.type == "cuda":
@@ -32,10 +45,12 @@ def peak_memory_mb(device: torch.device) -> float:
 class ThroughputMetrics(TrainerCallback):
     """Logs loss, learning rate, grad norm, real tokens/s and padding share at each logging step."""
 
-    def __init__(self, counter: TokenCounter, device: torch.device, tracker: RunTracker | None = None) -> None:
+    def __init__(self, counter: TokenCounter, device: torch.device, tracker: RunTracker | None = None,
+                 flops_per_token: float | None = None) -> None:
         self.counter = counter
         self.device = device
         self.tracker = tracker
+        self.flops_per_token = flops_per_token
         self.history: list[dict[str, float]] = []
         self._last_time = time.perf_counter()
         self._last_tokens = 0
@@ -60,7 +75,12 @@ class ThroughputMetrics(TrainerCallback):
     def summary(self) -> dict[str, float]:
         """Whole-run figures: real tokens/s, padding share, peak memory."""
         elapsed = max(time.perf_counter() - self._started, 1e-9)
-        return {
+        peak = peak_flops(self.device)
+        mfu = {}
+        if peak and self.flops_per_token:
+            # model FLOPs utilisation: 6 x parameters per trained token (forward + backward) over the peak
+            mfu = {"train/mfu": self.counter.real / elapsed * self.flops_per_token / peak}
+        return mfu | {
             "train/tokens_per_second": self.counter.real / elapsed,
             "train/padding_share": self.counter.padding_share,
             "train/peak_memory_mb": peak_memory_mb(self.device),
