@@ -10,7 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from schemas.base import StrictModel, resolve_config_path
 
-BUILTIN_MODELS = ("smollm2-135m-instruct",)
+BUILTIN_MODELS = ("smollm2-135m-instruct", "all-minilm-l6-v2")
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -20,7 +20,8 @@ class BaseModelConfig(StrictModel):
     name: str = Field(
         "smollm2-135m-instruct",
         min_length=1,
-        description="builtin name (smollm2-135m-instruct), local model folder, or hub id (needs network)",
+        description="builtin name (smollm2-135m-instruct; all-minilm-l6-v2, an encoder for classification), "
+        "local model folder, or hub id (needs network)",
     )
     revision: str | None = Field(None, description="hub revision (branch, tag or commit) for hub ids")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(

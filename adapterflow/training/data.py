@@ -10,7 +10,8 @@ from torch.utils.data import Dataset
 
 
 class TokenDataset(Dataset):
-    """Examples of `input_ids` and `labels`, sliced from one flat array each."""
+    """Examples of `input_ids` and `labels`, sliced from one flat array each (labels have their own offsets:
+    one per token for language modelling, one class index per example for classification)."""
 
     def __init__(self, path: str | Path) -> None:
         table = pq.read_table(path, memory_map=True)
@@ -19,13 +20,15 @@ class TokenDataset(Dataset):
         self.offsets = ids.offsets.to_numpy()
         self.ids = ids.values.to_numpy()
         self.labels = labels.values.to_numpy()
+        self.label_offsets = labels.offsets.to_numpy()
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         start, end = self.offsets[index], self.offsets[index + 1]
-        return {"input_ids": self.ids[start:end], "labels": self.labels[start:end]}
+        first, last = self.label_offsets[index], self.label_offsets[index + 1]
+        return {"input_ids": self.ids[start:end], "labels": self.labels[first:last]}
 
     @property
     def lengths(self) -> np.ndarray:

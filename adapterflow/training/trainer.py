@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
 from adapterflow.devices import select_attention
-from adapterflow.models.base import load_causal_lm, load_tokenizer
+from adapterflow.methods.artifacts import save_trained
+from adapterflow.methods.build import ModelSpec, build_trainable, spec_for
+from adapterflow.methods.memory import MemoryEstimate, available_memory, check_fits, estimate_memory
+from adapterflow.models.base import load_tokenizer
 from adapterflow.records import BaseModelRef
+from adapterflow.stage import stage_logger
 from adapterflow.tokenization import apply_template_choice
 from adapterflow.tracking import RunTracker
-from adapterflow.training.callbacks import ThroughputMetrics
-from adapterflow.training.collate import PadToLongest
+from adapterflow.training.callbacks import AdaLoraBudget, ThroughputMetrics
+from adapterflow.training.collate import ClassificationCollator, PadToLongest
 from adapterflow.training.data import TokenDataset
 from adapterflow.training.packing import PackedCollator, next_token_loss
 
@@ -23,19 +28,45 @@ PACK_ROWS_OF = 2  # packed rows hold up to this many times max_length tokens (bo
 
 
 class AdapterflowTrainer(Trainer):
-    """The transformers Trainer with a loss that projects only labelled positions onto the vocabulary.
+    """The transformers Trainer with a loss that projects only labelled positions onto the vocabulary, and
+    LoRA+ learning rates.
 
-    Works for padded and packed batches alike (packed ones carry position_ids and no attention mask).
+    The projected loss works for padded and packed batches alike (packed ones carry position_ids and no
+    attention mask). Models that compute their own loss (classifiers, prompt learning, whose virtual tokens
+    shift the positions, and AdaLoRA, whose loss adds a regulariser) keep the Trainer's loss.
     """
 
+    def __init__(self, *args, projected_loss: bool = True, loraplus_lr_ratio: float | None = None, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.projected_loss = projected_loss
+        self.loraplus_lr_ratio = loraplus_lr_ratio
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001 - Trainer API
+        if not self.projected_loss:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         loss, count = next_token_loss(model, inputs, reduction="sum")
         # With gradient accumulation the Trainer passes the label count of all micro-batches of the step,
         # so every token weighs the same whatever micro-batch it is in.
         denominator = num_items_in_batch if num_items_in_batch is not None else count
         loss = loss / max(int(denominator), 1)
         return (loss, None) if return_outputs else loss
-from schemas.method import Method
+
+    def create_optimizer(self, model=None):  # noqa: ANN001 - Trainer API
+        if self.loraplus_lr_ratio is None or self.optimizer is not None:
+            return super().create_optimizer(model)
+        from peft.optimizers import create_loraplus_optimizer
+
+        # LoRA+: the B matrices get loraplus_lr_ratio times the learning rate of the A matrices
+        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, self.model)
+        optimizer_kwargs.pop("lr", None)
+        self.optimizer = create_loraplus_optimizer(
+            model=self.model, optimizer_cls=optimizer_cls, lr=self.args.learning_rate,
+            loraplus_lr_ratio=self.loraplus_lr_ratio, **optimizer_kwargs,
+        )
+        return self.optimizer
+
+
+from schemas.method import MethodVariant
 from schemas.training import TrainingConfig
 
 
@@ -46,13 +77,33 @@ class TrainingOutcome:
     output_dir: Path
     metrics: dict[str, float]
     history: list[dict[str, float]]
+    memory: MemoryEstimate | None = field(default=None)
+    model: torch.nn.Module | None = field(default=None, repr=False)  # the trained model, still in memory
 
 
-def collator_for(config: TrainingConfig, pad_token_id: int, max_length: int) -> PackedCollator | PadToLongest:
-    return PackedCollator(pad_token_id, PACK_ROWS_OF * max_length) if config.packing else PadToLongest(pad_token_id)
+def packs(method: MethodVariant, task: str, config: TrainingConfig) -> bool:
+    """Packing applies to causal LMs without virtual tokens (prompt learning prepends them to every row)."""
+    return config.packing and task != "classification" and not method.prompt_learning
 
 
-def training_arguments(config: TrainingConfig, precision: str, device: torch.device, output_dir: Path) -> TrainingArguments:
+def collator_for(method: MethodVariant, task: str, config: TrainingConfig, pad_token_id: int, max_length: int):
+    if task == "classification":
+        return ClassificationCollator(pad_token_id)
+    if packs(method, task, config):
+        return PackedCollator(pad_token_id, PACK_ROWS_OF * max_length)
+    return PadToLongest(pad_token_id)
+
+
+def total_steps(config: TrainingConfig, examples: int) -> int:
+    if config.max_steps:
+        return config.max_steps
+    per_epoch = math.ceil(examples / (config.batch_size * config.gradient_accumulation_steps))
+    return max(1, math.ceil(per_epoch * config.epochs))
+
+
+def training_arguments(
+    config: TrainingConfig, precision: str, device: torch.device, output_dir: Path, learning_rate: float, packed: bool,
+) -> TrainingArguments:
     """Map adapterflow's training section onto the Trainer's arguments."""
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -60,7 +111,7 @@ def training_arguments(config: TrainingConfig, precision: str, device: torch.dev
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
-        learning_rate=config.learning_rate,
+        learning_rate=learning_rate,
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_ratio,  # a float below 1 is a share of the total steps
         weight_decay=config.weight_decay,
@@ -70,7 +121,7 @@ def training_arguments(config: TrainingConfig, precision: str, device: torch.dev
         gradient_checkpointing=config.gradient_checkpointing,
         optim=config.optimizer,
         # without packing, batches of similar lengths waste less on padding
-        train_sampling_strategy="random" if config.packing else "group_by_length",
+        train_sampling_strategy="random" if packed else "group_by_length",
         logging_steps=config.logging_steps,
         logging_first_step=True,
         save_strategy="no",
@@ -94,7 +145,7 @@ def count_parameters(model: torch.nn.Module) -> dict[str, float]:
 def train_adapter(
     tokenized_dir: Path,
     base: BaseModelRef,
-    method: Method,
+    method: MethodVariant,
     config: TrainingConfig,
     device: torch.device,
     precision: str,
@@ -102,33 +153,62 @@ def train_adapter(
     tracker: RunTracker | None = None,
     chat_template: str | None = None,
     max_length: int = 512,
+    task: str = "sft",
+    label_names: list[str] | None = None,
 ) -> TrainingOutcome:
-    """Train `method` on the tokenized train split and save the adapter and tokenizer to output_dir."""
-    from peft import get_peft_model
-
+    """Train `method` on the tokenized train split; save what it trained, the tokenizer and a manifest."""
     set_seed(config.seed)
     tokenizer = load_tokenizer(base.path)
-    apply_template_choice(tokenizer, chat_template)  # saved with the adapter: inference uses the trained template
-    model = load_causal_lm(base.path, device, attention=select_attention(config.attention, device))
-    model = get_peft_model(model, method.peft_config(task_type="CAUSAL_LM"))
-    if config.gradient_checkpointing:
+    if task == "sft":
+        apply_template_choice(tokenizer, chat_template)  # saved with the adapter: inference uses the trained template
+    dataset = TokenDataset(tokenized_dir / "train.parquet")
+    steps = total_steps(config, len(dataset))
+    spec = spec_for(method, task, list(label_names or []), tokenizer.pad_token_id, precision)
+    model = build_trainable(method, base.path, spec, device, total_steps=steps, attention=select_attention(config.attention, device),
+                            gradient_checkpointing=config.gradient_checkpointing)
+    if config.gradient_checkpointing and method.family == "peft":
         model.enable_input_require_grads()
-    collator = collator_for(config, tokenizer.pad_token_id, max_length)
+    packed = packs(method, task, config)
+    memory = preflight(model, method, config, precision, device, max_length, PACK_ROWS_OF * max_length if packed else max_length,
+                       tracker)
+    collator = collator_for(method, task, config, tokenizer.pad_token_id, max_length)
     flops_per_token = 6.0 * sum(parameter.numel() for parameter in model.parameters())
     metrics_callback = ThroughputMetrics(collator.counter, device, tracker, flops_per_token)
+    learning_rate = config.learning_rate or method.default_learning_rate
     trainer = AdapterflowTrainer(
         model=model,
-        args=training_arguments(config, precision, device, output_dir / "checkpoints"),
-        train_dataset=TokenDataset(tokenized_dir / "train.parquet"),
+        args=training_arguments(config, precision, device, output_dir / "checkpoints", learning_rate, packed),
+        train_dataset=dataset,
         data_collator=collator,
-        callbacks=[metrics_callback],
+        callbacks=[metrics_callback, *([AdaLoraBudget()] if method.type == "adalora" else [])],
+        projected_loss=task != "classification" and not method.prompt_learning and method.type != "adalora",
+        loraplus_lr_ratio=getattr(method, "loraplus_lr_ratio", None),
     )
     logging.getLogger("transformers.trainer").setLevel(logging.WARNING)
     result = trainer.train()
     adapter_dir = output_dir / "adapter"
-    model.save_pretrained(adapter_dir)
-    tokenizer.save_pretrained(adapter_dir)
+    save_trained(model, tokenizer, method, spec, adapter_dir)
     metrics = {"train/final_loss": float(result.training_loss), "train/steps": float(result.global_step),
-               "train/packing": float(config.packing)}
-    metrics |= metrics_callback.summary() | count_parameters(model)
-    return TrainingOutcome(output_dir=adapter_dir, metrics=metrics, history=metrics_callback.history)
+               "train/packing": float(packed), "train/learning_rate_peak": learning_rate}
+    metrics |= metrics_callback.summary() | count_parameters(model) | memory.as_metrics()
+    return TrainingOutcome(output_dir=adapter_dir, metrics=metrics, history=metrics_callback.history, memory=memory,
+                           model=model)
+
+
+def preflight(
+    model: torch.nn.Module, method: MethodVariant, config: TrainingConfig, precision: str, device: torch.device,
+    max_length: int, row_tokens: int, tracker: RunTracker | None,
+) -> MemoryEstimate:
+    """Estimate the memory training needs, say it, log it, and stop now if it can't fit."""
+    estimate = estimate_memory(
+        model, tokens_per_micro_batch=config.batch_size * max_length, sequence_length=row_tokens, precision=precision,
+        gradient_checkpointing=config.gradient_checkpointing, optimizer=config.optimizer,
+        full_backward=method.family != "full" or method.type == "full",
+    )
+    stage_logger().info("%s on %s: %s", method.type, device.type, estimate.describe())
+    if tracker is not None:
+        tracker.log_metrics(estimate.as_metrics())
+    free = available_memory(device)
+    # the model is loaded already: its weights are in the estimate and no longer in the free memory
+    check_fits(estimate, None if free is None else free + estimate.weights, method.type, device)
+    return estimate

@@ -1,0 +1,1 @@
+"""Fine-tuning methods: building the trainable model, saving and loading what it trains, memory estimates."""

@@ -1,0 +1,83 @@
+"""What a trained method leaves behind, and loading it back for inference on top of its base model.
+
+Every artifact folder holds the tokenizer and `adapterflow_artifact.json` (method, task, labels, quantisation)
+next to the weights:
+- peft: the PEFT adapter (adapter_config.json, adapter_model.safetensors);
+- full (full and freeze fine-tuning): the whole model, standalone;
+- bitfit and bottleneck: delta.safetensors with only the tensors they trained (and a classification head).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import TypeAdapter
+
+from adapterflow.errors import AdapterflowError
+from adapterflow.methods.bottleneck import inject_bottlenecks
+from adapterflow.methods.build import ModelSpec, load_base
+from schemas.method import BottleneckMethod, LoraMethod, Method, MethodVariant
+
+MANIFEST = "adapterflow_artifact.json"
+DELTA_FILE = "delta.safetensors"
+
+
+def save_trained(model: torch.nn.Module, tokenizer: Any, method: MethodVariant, spec: ModelSpec, out_dir: Path) -> None:
+    """Save what `method` trained (see the module docstring) and the manifest that says how to load it."""
+    from safetensors.torch import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if method.family in ("peft", "full"):
+        model.save_pretrained(out_dir)
+    else:
+        trained = {name: parameter.detach().contiguous().cpu()
+                   for name, parameter in model.named_parameters() if parameter.requires_grad}
+        save_file(trained, str(out_dir / DELTA_FILE))
+    tokenizer.save_pretrained(out_dir)
+    manifest = {"family": method.family, "method": method.model_dump(), "spec": spec.to_dict()}
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def read_manifest(artifact_dir: str | Path) -> tuple[MethodVariant, ModelSpec]:
+    path = Path(artifact_dir) / MANIFEST
+    if not path.is_file():
+        if (Path(artifact_dir) / "adapter_config.json").is_file():  # registered before manifests existed: LoRA SFT
+            return LoraMethod(type="lora"), ModelSpec()
+        raise AdapterflowError(f"{artifact_dir} is not an adapterflow artifact (no {MANIFEST})")
+    manifest = json.loads(path.read_text())
+    return TypeAdapter(Method).validate_python(manifest["method"]), ModelSpec(**manifest["spec"])
+
+
+def load_trained(artifact_dir: str | Path, base_path: str, device: torch.device) -> torch.nn.Module:
+    """The trained model in eval mode: base plus adapter, or the saved full model."""
+    method, spec = read_manifest(artifact_dir)
+    if method.family == "full":
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+        auto = AutoModelForSequenceClassification if spec.task == "classification" else AutoModelForCausalLM
+        model = auto.from_pretrained(artifact_dir, dtype=torch.float32).to(device)
+    elif method.family == "peft":
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(load_base(base_path, spec, device), str(artifact_dir))
+    else:
+        model = load_base(base_path, spec, device)
+        if isinstance(method, BottleneckMethod):
+            inject_bottlenecks(model, method.style, method.reduction_factor, method.non_linearity)
+        load_delta(model, Path(artifact_dir) / DELTA_FILE)
+    return model.eval()
+
+
+def load_delta(model: torch.nn.Module, path: Path) -> None:
+    """Put the saved tensors into the model; every one of them must find its parameter."""
+    from safetensors.torch import load_file
+
+    delta = load_file(str(path))
+    unknown = sorted(set(delta) - set(model.state_dict()))
+    if unknown:
+        raise AdapterflowError(f"{path} holds tensors this base model lacks: {unknown[:5]}",
+                               hint="load the artifact on the base model it was trained on")
+    model.load_state_dict(delta, strict=False)

@@ -1,0 +1,64 @@
+"""PEFT configurations for the methods PEFT implements: the LoRA family, AdaLoRA, IA3 and prompt learning."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from schemas.method import (
+    AdaLoraMethod, IA3Method, LoraFields, MethodVariant, PrefixMethod, PromptMethod, PTuningMethod,
+)
+
+if TYPE_CHECKING:
+    from peft import PeftConfig
+
+LORA_INIT = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}
+
+
+def peft_config(method: MethodVariant, task_type: str, total_steps: int, tokenizer_path: str) -> PeftConfig:
+    """The PEFT config of a PEFT-family method; `total_steps` schedules AdaLoRA's rank budget."""
+    from peft import (
+        AdaLoraConfig, IA3Config, LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig,
+    )
+
+    if isinstance(method, LoraFields):
+        return LoraConfig(
+            task_type=task_type, r=method.r, lora_alpha=method.alpha, lora_dropout=method.dropout,
+            target_modules=method.target_modules, use_rslora=method.rslora, use_dora=method.dora,
+            init_lora_weights=LORA_INIT[method.init],
+        )
+    if isinstance(method, AdaLoraMethod):
+        return AdaLoraConfig(
+            task_type=task_type, init_r=method.init_r, target_r=method.target_r, lora_alpha=method.alpha,
+            lora_dropout=method.dropout, target_modules=method.target_modules, total_step=total_steps,
+            tinit=int(method.warmup_share * total_steps), tfinal=int(method.final_share * total_steps),
+        )
+    if isinstance(method, IA3Method):
+        return IA3Config(task_type=task_type, target_modules=method.target_modules,
+                         feedforward_modules=method.feedforward_modules)
+    if isinstance(method, PrefixMethod):
+        return PrefixTuningConfig(task_type=task_type, num_virtual_tokens=method.num_virtual_tokens,
+                                  prefix_projection=method.projection, encoder_hidden_size=method.encoder_hidden_size)
+    if isinstance(method, PromptMethod):
+        text = {"prompt_tuning_init": "TEXT", "prompt_tuning_init_text": method.init_text,
+                "tokenizer_name_or_path": tokenizer_path} if method.init == "text" else {}
+        return PromptTuningConfig(task_type=task_type, num_virtual_tokens=method.num_virtual_tokens, **text)
+    if isinstance(method, PTuningMethod):
+        return PromptEncoderConfig(task_type=task_type, num_virtual_tokens=method.num_virtual_tokens,
+                                   encoder_reparameterization_type=method.encoder.upper(),
+                                   encoder_hidden_size=method.encoder_hidden_size)
+    raise TypeError(f"{method.type} is not a PEFT method")  # callers dispatch on family first
+
+
+def quantization_config(bits: int, quant_type: str, double_quant: bool, compute_dtype: str):
+    """bitsandbytes settings of a QLoRA base: 4-bit (NF4/FP4, optional double quantisation) or 8-bit."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    # Heads stay in full precision: the LM head as usual, and a new classification head, which also trains.
+    skip = ["lm_head", "classifier", "score"]
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type=quant_type, bnb_4bit_use_double_quant=double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, compute_dtype), llm_int8_skip_modules=skip,
+    )
