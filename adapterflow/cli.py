@@ -98,6 +98,30 @@ def data_check(config: ConfigArg, overrides: SetOption = [], summary_json: Summa
 
 
 @app.command()
+def export(
+    model_uri: Annotated[str, typer.Argument(help="models:/NAME/VERSION or models:/NAME@ALIAS", show_default=False)],
+    merge: Annotated[Path, typer.Option("--merge", help="folder for the merged standalone model (safetensors)")],
+) -> None:
+    """Merge a registered adapter into its base and write a standalone model, checking its logits match."""
+    configure_environment()
+    from adapterflow.devices import select_device
+    from adapterflow.methods.export import export_merged
+    from adapterflow.registry.client import download_model
+
+    try:
+        adapter_dir, base_path, _ = download_model(model_uri)
+        check = export_merged(adapter_dir, base_path, merge, select_device("auto"))
+    except AdapterflowError as error:
+        raise _fail(error) from None
+    output.print(f"[green]merged[/] {model_uri} -> {merge}: logits match the adapter model's "
+                 f"(max |difference| {check.max_abs_diff:.2e}, {check.relative_diff:.2e} of the logit scale "
+                 f"{check.max_abs_logit:.2f}; tolerance {check.tolerance:.0e})", highlight=False)
+    if check.quantized_kernel_diff is not None:
+        output.print(f"  merged into the dequantised base; the quantised model as served differs from it by "
+                     f"{check.quantized_kernel_diff:.2e} of the logit scale (bitsandbytes' kernel)", highlight=False)
+
+
+@app.command()
 def ui(
     port: Annotated[int, typer.Option(help="port of the MLflow UI")] = 5000,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",

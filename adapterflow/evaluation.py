@@ -1,4 +1,5 @@
-"""Held-out loss and perplexity on the response tokens, and greedy sample generations."""
+"""Held-out loss and perplexity on the label tokens, classification accuracy and macro-F1, and greedy
+sample generations."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from adapterflow.devices import autocast
+from adapterflow.tokenization import IGNORE_INDEX
+from adapterflow.training.collate import ClassificationCollator, PadToLongest
 from adapterflow.training.data import TokenDataset
 from adapterflow.training.packing import PackedCollator, next_token_loss
 
@@ -16,24 +19,63 @@ from adapterflow.training.packing import PackedCollator, next_token_loss
 @torch.no_grad()
 def response_perplexity(
     model: torch.nn.Module, dataset: TokenDataset, pad_token_id: int, batch_size: int, device: torch.device,
-    precision: str, row_tokens: int = 1024,
+    precision: str, row_tokens: int = 1024, packed: bool = True,
 ) -> dict[str, float]:
     """Token-weighted mean negative log-likelihood of the label tokens, and its exponential.
 
     Examples are packed like in training (no cross-attention, no padding), which gives the same numbers as
-    one example at a time (see the packing equivalence test).
+    one example at a time (see the packing equivalence test). Prompt-learning models prepend virtual tokens
+    and can't take packed rows: `packed=False` pads instead and lets the model compute its loss.
     """
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=PackedCollator(pad_token_id, row_tokens))
+    collate = PackedCollator(pad_token_id, row_tokens) if packed else PadToLongest(pad_token_id)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     total_nll, total_tokens = 0.0, 0
     for batch in loader:
         batch = {name: tensor.to(device) for name, tensor in batch.items()}
         with autocast(device, precision):
-            nll, count = next_token_loss(model, batch, reduction="sum")
+            if packed:
+                nll, count = next_token_loss(model, batch, reduction="sum")
+            else:  # the model's loss is the mean over the batch's shifted labels
+                count = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+                nll = model(**batch).loss.float() * count
         total_nll += float(nll)
         total_tokens += count
     loss = total_nll / max(total_tokens, 1)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "eval_tokens": float(total_tokens)}
+
+
+@torch.no_grad()
+def classification_metrics(
+    model: torch.nn.Module, dataset: TokenDataset, pad_token_id: int, batch_size: int, device: torch.device,
+    precision: str,
+) -> tuple[dict[str, float], list[int]]:
+    """Accuracy, macro-F1 (the mean of per-class F1 over the classes present) and cross-entropy, and the
+    predicted class of every example."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=ClassificationCollator(pad_token_id))
+    predictions, references, total_loss = [], [], 0.0
+    for batch in loader:
+        batch = {name: tensor.to(device) for name, tensor in batch.items()}
+        with autocast(device, precision):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        total_loss += float(torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"))
+        predictions += logits.argmax(-1).tolist()
+        references += batch["labels"].tolist()
+    count = max(len(references), 1)
+    return {"accuracy": sum(p == r for p, r in zip(predictions, references, strict=True)) / count,
+            "macro_f1": macro_f1(predictions, references), "loss": total_loss / count,
+            "eval_examples": float(len(references))}, predictions
+
+
+def macro_f1(predictions: list[int], references: list[int]) -> float:
+    classes = sorted(set(references) | set(predictions))
+    scores = []
+    for label in classes:
+        true_positive = sum(p == r == label for p, r in zip(predictions, references, strict=True))
+        predicted, actual = predictions.count(label), references.count(label)
+        scores.append(2 * true_positive / (predicted + actual) if predicted + actual else 0.0)
+    return sum(scores) / len(scores) if scores else 0.0
 
 
 @torch.no_grad()

@@ -95,6 +95,8 @@ class SplitResult(StageRecord):
 class TokenizedData(StageRecord):
     key: str
     path: str
+    task: str = "sft"
+    label_names: list[str] = Field(default_factory=list, description="classification: class names by index")
     train_rows: int
     eval_rows: int
     dropped: dict[str, int]
@@ -109,6 +111,7 @@ class TrainResult(StageRecord):
 
 class EvalResult(StageRecord):
     metrics: dict[str, dict[str, float]]
+    primary_metric: str = Field("perplexity", description="what the task is judged by: perplexity or macro_f1")
     champion_version: str | None
     samples_path: str | None
 

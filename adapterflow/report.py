@@ -64,14 +64,20 @@ def render_data_check(console: Console, summary: dict[str, Any], ui_command: str
                   f"MLflow run {summary['mlflow_run_id']}: {ui_command}", highlight=False)
 
 
+EVAL_COLUMNS = ("perplexity", "accuracy", "macro_f1", "loss")
+
+
 def metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
-    table = Table(title="Evaluation (eval split, response tokens)", header_style="bold")
+    """Base, champion and candidate side by side: perplexity and loss, or accuracy, macro-F1 and loss."""
+    columns = [column for column in EVAL_COLUMNS if column in metrics["candidate"]]
+    title = "label tokens" if "perplexity" in columns else "classification"
+    table = Table(title=f"Evaluation (eval split, {title})", header_style="bold")
     table.add_column("model")
-    table.add_column("perplexity", justify="right")
-    table.add_column("loss", justify="right")
+    for column in columns:
+        table.add_column(column, justify="right")
     for name in ("base", "champion", "candidate"):
         if name in metrics:
-            table.add_row(name, f"{metrics[name]['perplexity']:.3f}", f"{metrics[name]['loss']:.4f}")
+            table.add_row(name, *(f"{metrics[name][column]:.4f}" for column in columns))
     return table
 
 
@@ -81,7 +87,8 @@ def render_summary(console: Console, summary: dict[str, Any], ui_command: str) -
     console.print(metrics_table(summary["metrics"]))
     training = summary["training"]
     console.print(
-        f"[bold]Training[/]: final loss {training['train/final_loss']:.4f}, "
+        f"[bold]Training[/]: {summary.get('method', 'lora')}, {training['train/trainable_parameters']:,.0f} trainable "
+        f"parameters ({100 * training['train/trainable_share']:.2f}%), final loss {training['train/final_loss']:.4f}, "
         f"{training['train/tokens_per_second']:.0f} real tokens/s, {100 * training['train/padding_share']:.1f}% padding"
         + (" [dim](adapter reused from cache)[/]" if "train" in summary["skipped"] else ""),
         highlight=False,

@@ -7,7 +7,7 @@ from typing import Any
 from adapterflow.records import PreparedData, RunContext, StageRecord
 
 
-def build_summary(run: RunContext, data: PreparedData, stages: dict[str, StageRecord]) -> dict[str, Any]:
+def build_summary(run: RunContext, data: PreparedData, stages: dict[str, StageRecord], method: str) -> dict[str, Any]:
     """The summary of a finished run from its data report and the records its stages returned."""
     trained, evaluation = stages["train"], stages["evaluate"]
     registered, promotion = stages["register"], stages["promote"]
@@ -19,6 +19,8 @@ def build_summary(run: RunContext, data: PreparedData, stages: dict[str, StageRe
         "registered_model": registered.model_name,
         "model_version": registered.version,
         "model_uri": registered.model_uri,
+        "method": method,
+        "task": data.tokenize.task,
         "promoted": promotion.promoted,
         "promotion_reason": promotion.reason,
         "aliases": promotion.aliases,

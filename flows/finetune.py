@@ -34,7 +34,7 @@ def finetune(config: PipelineConfig) -> dict[str, Any]:
     summary = build_summary(run, data, {
         "base_model": base, **data.stages(), "train": trained, "evaluate": evaluation,
         "register": registered, "promote": promotion,
-    })
+    }, method=config.method.type)
     finish_tracking(run, summary)
     return summary
 

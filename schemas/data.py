@@ -32,6 +32,10 @@ class PythonDocsSource(StrictModel):
     """Demo data: instruction/response pairs built from an installed package's API docs."""
 
     type: Literal["python_docs"]
+    format: Literal["alpaca", "text", "classification"] = Field(
+        "alpaca", description="alpaca: question/answer pairs (sft); text: the documentation as raw text (pretrain); "
+        "classification: documentation text labelled with the kind of object it documents"
+    )
     package: str = Field("stdlib", description="'stdlib' or the import name of an installed package")
     max_examples: int = Field(2000, ge=10, description="how many pairs to build at most")
     include_topics: bool = Field(True, description="add the language reference topics (stdlib only)")

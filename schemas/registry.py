@@ -8,13 +8,15 @@ from pydantic import Field
 
 from schemas.base import StrictModel
 
-PROMOTION_METRICS = ("perplexity", "loss")
+HIGHER_IS_BETTER = ("accuracy", "macro_f1")
 
 
 class PromotionPolicy(StrictModel):
     """When a new version takes the `champion` alias."""
 
-    metric: Literal["perplexity", "loss"] = Field("perplexity", description="eval metric the gate compares")
+    metric: Literal["auto", "perplexity", "loss", "accuracy", "macro_f1"] = Field(
+        "auto", description="eval metric the gate compares; auto: perplexity for causal LMs, macro_f1 for classifiers"
+    )
     min_improvement: float = Field(
         0.01, ge=0, lt=1, description="relative improvement over the champion (or base) needed, e.g. 0.01 = 1%"
     )

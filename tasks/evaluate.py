@@ -1,5 +1,8 @@
 """Evaluate: the candidate against the base model and the current champion, on the same eval split.
 
+Causal LMs (sft, pretrain) are judged by loss and perplexity on the label tokens, classifiers by accuracy
+and macro-F1.
+
 Each model's result is cached by (model weights, eval data, settings): on a retrain the base model
 and an unchanged champion are not evaluated again.
 """
@@ -15,10 +18,12 @@ import pandas as pd
 
 from adapterflow.data.tables import iter_rows
 from adapterflow.devices import select_device, select_precision
-from adapterflow.evaluation import generate_answers, response_perplexity
+from adapterflow.evaluation import classification_metrics, generate_answers, response_perplexity
 from adapterflow.hashing import cache_key, sha256_files
 from adapterflow.home import Home
-from adapterflow.models.base import load_causal_lm, load_tokenizer
+from adapterflow.methods.artifacts import load_trained, read_manifest
+from adapterflow.methods.build import ModelSpec, load_base
+from adapterflow.models.base import load_tokenizer
 from adapterflow.records import BaseModelRef, EvalResult, RunContext, SplitResult, TokenizedData, TrainResult
 from adapterflow.registry import ChampionRef, find_champion
 from adapterflow.stage import stage, stage_logger
@@ -27,7 +32,7 @@ from adapterflow.tracking import RunTracker, eval_metric
 from adapterflow.training.data import TokenDataset
 from schemas.pipeline import PipelineConfig
 
-EVAL_VERSION = 1
+EVAL_VERSION = 2
 
 
 @dataclass
@@ -41,7 +46,7 @@ class Contender:
 
 
 def adapter_identity(base_sha256: str, adapter_dir: str | Path) -> str:
-    files = [p for p in Path(adapter_dir).iterdir() if p.suffix in {".safetensors", ".json"} and p.name.startswith("adapter")]
+    files = sorted(p for p in Path(adapter_dir).iterdir() if p.suffix in {".safetensors", ".json"})
     return cache_key(base_sha256, sha256_files(files))
 
 
@@ -80,7 +85,6 @@ def evaluate_contenders(
     conversations, _ = sample_conversations(split, settings.sample_generations, config.tokenize.system_prompt)
     dataset = TokenDataset(Path(tokenized.path) / "eval.parquet")
     results: dict[str, dict] = {}
-    loaded: dict[str, object] = {}
     for contender in models:
         key = cache_key("eval", EVAL_VERSION, contender.identity, tokenized.key, conversations,
                         settings.max_new_tokens, precision, device.type)
@@ -88,36 +92,42 @@ def evaluate_contenders(
         if config.execution.cache and cached.is_file():
             results[contender.name] = json.loads(cached.read_text()) | {"skipped": True}
             continue
-        model, tokenizer = _model_for(contender, loaded, device)
-        metrics = response_perplexity(model, dataset, tokenizer.pad_token_id, settings.batch_size, device, precision)
-        answers = generate_answers(model, tokenizer, conversations, settings.max_new_tokens, device, precision)
+        model, tokenizer = load_contender(contender, tokenized, device)
+        if tokenized.task == "classification":
+            metrics, predicted = classification_metrics(model, dataset, tokenizer.pad_token_id, settings.batch_size,
+                                                        device, precision)
+            answers = [tokenized.label_names[index] for index in predicted[: settings.sample_generations]]
+        else:
+            packed = contender.adapter_dir is None or not read_manifest(contender.adapter_dir)[0].prompt_learning
+            metrics = response_perplexity(model, dataset, tokenizer.pad_token_id, settings.batch_size, device,
+                                          precision, packed=packed)
+            answers = generate_answers(model, tokenizer, conversations, settings.max_new_tokens, device, precision)
         results[contender.name] = {"metrics": metrics, "answers": answers}
         cached.parent.mkdir(parents=True, exist_ok=True)
         cached.write_text(json.dumps(results[contender.name], indent=2))
+        del model  # one model in memory at a time
     return results
 
 
-def _model_for(contender: Contender, loaded: dict[str, object], device):
-    """The base model with the contender's adapter active; each base is loaded once."""
-    from peft import PeftModel
+def load_contender(contender: Contender, tokenized: TokenizedData, device):  # noqa: ANN001
+    """The base model alone (with a fresh, seeded head for classification), or a trained artifact on it."""
+    import torch
 
-    model = loaded.get(contender.base_path)
-    if model is None:
-        model = loaded[contender.base_path] = load_causal_lm(contender.base_path, device)
-    if contender.adapter_dir is None:
-        tokenizer = load_tokenizer(contender.base_path)
-        if isinstance(model, PeftModel):
-            raise RuntimeError("evaluate the base before attaching adapters")  # ordering bug, not user error
-        return model, tokenizer
-    if isinstance(model, PeftModel):
-        model.load_adapter(contender.adapter_dir, adapter_name=contender.name)
-    else:
-        model = loaded[contender.base_path] = PeftModel.from_pretrained(model, contender.adapter_dir, adapter_name=contender.name)
-    model.set_adapter(contender.name)
-    return model, load_tokenizer(contender.adapter_dir)
+    if contender.adapter_dir is not None:
+        return load_trained(contender.adapter_dir, contender.base_path, device), load_tokenizer(contender.adapter_dir)
+    tokenizer = load_tokenizer(contender.base_path)
+    torch.manual_seed(0)  # an untrained classification head: the same one every time
+    spec = ModelSpec(task=tokenized.task, label_names=tokenized.label_names, pad_token_id=tokenizer.pad_token_id)
+    return load_base(contender.base_path, spec, device).eval(), tokenizer
 
 
 def samples_table(split: SplitResult, results: dict[str, dict], count: int, system_prompt: str | None) -> pd.DataFrame:
+    if split.eval.task == "classification":
+        rows = list(islice(iter_rows(split.eval), count))
+        table = {"text": [row["text"] for row in rows], "reference": [row["label"] for row in rows]}
+        for name, result in results.items():
+            table[name] = result["answers"][: len(rows)]
+        return pd.DataFrame(table)
     conversations, references = sample_conversations(split, count, system_prompt)
     table = {"prompt": [c[-1]["content"] for c in conversations], "reference": references}
     for name, result in results.items():
@@ -144,11 +154,13 @@ def evaluate(
         table.to_json(samples_path, orient="records", indent=2)
         tracker.log_table(table, "eval/samples.json")
     logger = stage_logger()
+    primary = "macro_f1" if tokenized.task == "classification" else "perplexity"
     for name, result in results.items():
-        logger.info("%s: perplexity %.3f, loss %.4f%s", name, result["metrics"]["perplexity"],
+        logger.info("%s: %s %.4f, loss %.4f%s", name, primary, result["metrics"][primary],
                     result["metrics"]["loss"], " (cached)" if result.get("skipped") else "")
     return EvalResult(
         metrics={name: result["metrics"] for name, result in results.items()},
+        primary_metric=primary,
         champion_version=champion.version if champion else None,
         samples_path=samples_path,
         skipped=all(result.get("skipped") for result in results.values()),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 from adapterflow.data.formats import FORMAT_TASK, RowError, detect_format, to_canonical
-from adapterflow.data.python_docs import build_python_docs, python_docs_version, write_jsonl
+from adapterflow.data.python_docs import as_format, build_python_docs, python_docs_version, write_jsonl
 from adapterflow.data.readers import read_rows, quarantine_record
 from adapterflow.data.tables import TableWriter
 from adapterflow.errors import DataError
@@ -30,8 +30,8 @@ def source_file(source: DataSource, home: Home) -> tuple[Path, str]:
     path = home.cache_dir("sources", f"python_docs-{key}.jsonl")
     if not path.is_file():
         rows = build_python_docs(source.package, source.max_examples, source.include_topics, source.seed)
-        write_jsonl(rows, path)
-    return path, "alpaca"
+        write_jsonl(as_format(rows, source.format), path)
+    return path, source.format
 
 
 def detect_file_format(path: Path) -> str:

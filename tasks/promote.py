@@ -12,7 +12,7 @@ from adapterflow.registry import set_aliases
 from adapterflow.registry.client import alias_version
 from adapterflow.stage import stage, stage_logger
 from adapterflow.tracking import ALIAS_CHAMPION, ALIAS_PREVIOUS_CHAMPION, RunTracker
-from schemas.registry import PromotionPolicy
+from schemas.registry import HIGHER_IS_BETTER, PromotionPolicy
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,16 @@ class PromotionDecision:
 
 
 def decide_promotion(
-    metrics: dict[str, dict[str, float]], policy: PromotionPolicy, champion_version: str | None
+    metrics: dict[str, dict[str, float]], policy: PromotionPolicy, champion_version: str | None,
+    task_metric: str = "perplexity",
 ) -> PromotionDecision:
-    """Pure gate: the candidate must improve the metric (lower is better) by the relative margin."""
-    metric = policy.metric
+    """Pure gate: the candidate must improve the metric by the relative margin (lower perplexity and loss,
+    higher accuracy and macro-F1). `task_metric` is the metric of policy `auto`."""
+    metric = task_metric if policy.metric == "auto" else policy.metric
+    if metric not in metrics["candidate"]:
+        return PromotionDecision(False, f"registry.promotion.metric {metric} is not measured for this task "
+                                        f"(measured: {', '.join(sorted(metrics['candidate']))})")
+    sign = -1.0 if metric in HIGHER_IS_BETTER else 1.0
     candidate = metrics["candidate"][metric]
     if champion_version is not None and "champion" in metrics:
         reference, against = metrics["champion"][metric], f"champion v{champion_version}"
@@ -33,10 +39,11 @@ def decide_promotion(
         reference, against = metrics["base"][metric], "the base model"
     if not math.isfinite(candidate):
         return PromotionDecision(False, f"candidate {metric} is {candidate}: training diverged")
-    improvement = (reference - candidate) / reference if reference else 0.0
+    gain = sign * (reference - candidate)  # positive when the candidate is better
+    improvement = gain / abs(reference) if reference else (math.inf if gain > 0 else 0.0)
     comparison = (f"candidate {metric} {candidate:.4g} vs {against} {reference:.4g}: "
                   f"{improvement:+.2%} improvement, gate needs at least {policy.min_improvement:.2%}")
-    promote = improvement >= policy.min_improvement and candidate < reference
+    promote = improvement >= policy.min_improvement and gain > 0
     return PromotionDecision(promote, ("promoted: " if promote else "not promoted: ") + comparison)
 
 
@@ -54,7 +61,7 @@ def promote(registered: RegisteredVersion, evaluation: EvalResult, policy: Promo
     client = MlflowClient()
     name = registered.model_name
     current = alias_version(client, name, ALIAS_CHAMPION)
-    decision = decide_promotion(evaluation.metrics, policy, evaluation.champion_version)
+    decision = decide_promotion(evaluation.metrics, policy, evaluation.champion_version, evaluation.primary_metric)
     if decision.promote:
         set_aliases(client, name, promotion_aliases(registered.version, current))
     client.set_model_version_tag(name, registered.version, "adapterflow.promotion", decision.reason)

@@ -29,11 +29,12 @@ def lineage_tags(base: BaseModelRef, split: SplitResult, config: PipelineConfig,
 
 
 def version_description(evaluation: EvalResult, config: PipelineConfig) -> str:
-    rows = "\n".join(
-        f"| {name} | {metrics['perplexity']:.3f} | {metrics['loss']:.4f} |" for name, metrics in evaluation.metrics.items()
-    )
-    return (f"{config.method.type} adapter on {config.base_model.name}.\n\n"
-            f"| model | perplexity | loss |\n|---|---|---|\n{rows}\n")
+    """Markdown for the registry UI: the method and the eval metrics of every model compared."""
+    columns = [name for name in ("perplexity", "accuracy", "macro_f1", "loss") if name in evaluation.metrics["candidate"]]
+    rows = "\n".join(f"| {name} | " + " | ".join(f"{metrics[column]:.4f}" for column in columns) + " |"
+                     for name, metrics in evaluation.metrics.items())
+    return (f"{config.method.type} fine-tune of {config.base_model.name}.\n\n"
+            f"| model | {' | '.join(columns)} |\n|---|{'---|' * len(columns)}\n{rows}\n")
 
 
 @stage("register", retries=3, retry_delay_seconds=5)

@@ -7,7 +7,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-
 from adapterflow.devices import select_device, select_precision
 from adapterflow.hashing import cache_key
 from adapterflow.home import Home
@@ -17,7 +16,7 @@ from adapterflow.tracking import TAG_METHOD, RunTracker
 from adapterflow.training.trainer import train_adapter
 from schemas.pipeline import PipelineConfig
 
-TRAIN_VERSION = 1  # bump when training code changes what the same inputs produce
+TRAIN_VERSION = 2  # bump when training code changes what the same inputs produce
 
 
 def adapter_key(tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, precision: str, device: str) -> str:
@@ -48,6 +47,7 @@ def train_or_reuse(
     outcome = train_adapter(
         Path(tokenized.path), base, config.method, config.training, device, precision, staging, tracker,
         chat_template=config.tokenize.chat_template, max_length=config.tokenize.max_length,
+        task=tokenized.task, label_names=tokenized.label_names,
     )
     shutil.rmtree(staging / "checkpoints", ignore_errors=True)
     metrics = outcome.metrics | {"train/precision_bf16": float(precision == "bf16")}

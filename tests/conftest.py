@@ -40,6 +40,13 @@ def tiny_model_dir() -> Path:
     return build_tiny_model(_SESSION_DIR / "tiny-llama")
 
 
+@pytest.fixture(scope="session")
+def tiny_classifier_dir() -> Path:
+    from tests.tiny_model import build_tiny_classifier
+
+    return build_tiny_classifier(_SESSION_DIR / "tiny-bert")
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     """A fresh ADAPTERFLOW_HOME with its own embedded MLflow store."""

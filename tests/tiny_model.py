@@ -51,3 +51,22 @@ def build_tiny_model(folder: Path, hidden: int = 32, layers: int = 2, vocab_size
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def build_tiny_classifier(folder: Path, hidden: int = 32, layers: int = 2) -> Path:
+    """Write a random BERT encoder with the tokenizer of the packaged all-MiniLM-L6-v2 to `folder`."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from adapterflow.models.base import BUILTIN_FOLDERS, package_folder
+
+    package, subfolder = BUILTIN_FOLDERS["all-minilm-l6-v2"]
+    tokenizer = AutoTokenizer.from_pretrained(package_folder("all-minilm-l6-v2", package) / subfolder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
+                        intermediate_size=hidden * 2, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+                        initializer_range=0.2)  # as in the tiny llama: enough signal for a few steps to learn from
+    folder.mkdir(parents=True, exist_ok=True)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

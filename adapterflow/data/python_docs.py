@@ -131,6 +131,25 @@ def build_python_docs(package: str, max_examples: int, include_topics: bool, see
     return [{"instruction": question, "input": "", "output": pairs[question]} for question in chosen]
 
 
+# The kind of API object a question is about, from the question's wording (see docstring_pairs, topic_pairs).
+QUESTION_KINDS = (("What is the `", "module for?", "module"), ("What does the `", "do?", "method"),
+                  ("What does `", "do?", "function"), ("What is `", "for?", "class"),
+                  ("Explain the Python language topic", "", "topic"))
+
+
+def question_kind(question: str) -> str:
+    return next(kind for start, end, kind in QUESTION_KINDS if question.startswith(start) and question.endswith(end))
+
+
+def as_format(rows: list[dict[str, str]], fmt: str) -> list[dict[str, str]]:
+    """The alpaca rows as another task's rows: the answers as raw text, or labelled by the kind of object."""
+    if fmt == "text":
+        return [{"text": row["output"]} for row in rows]
+    if fmt == "classification":
+        return [{"text": row["output"], "label": question_kind(row["instruction"])} for row in rows]
+    return rows
+
+
 def python_docs_version(package: str) -> str:
     """What the generated data depends on besides the options: the package's (or Python's) version."""
     if package == "stdlib":

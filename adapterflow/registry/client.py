@@ -13,12 +13,15 @@ from mlflow.pyfunc import MODEL_CONFIG
 from mlflow.tracking import MlflowClient
 
 from adapterflow.records import BaseModelRef
-from adapterflow.registry.pyfunc import SIGNATURE
+from adapterflow.errors import AdapterflowError
+from adapterflow.methods.artifacts import read_manifest
+from adapterflow.registry.pyfunc import CLASSIFIER_SIGNATURE, SIGNATURE
 from adapterflow.tracking import ALIAS_CHAMPION, download_artifacts
 
 MODEL_ARTIFACT_PATH = "model"
 MODEL_CODE = Path(__file__).with_name("model_code.py")
-PIP_REQUIREMENTS = ["torch", "transformers==5.23.0", "peft==0.21.2", "accelerate==1.15.0", "pandas"]
+PIP_REQUIREMENTS = ["torch", "transformers==5.23.0", "peft==0.21.2", "accelerate==1.15.0", "bitsandbytes==0.50.2",
+                    "safetensors", "pandas"]
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,19 @@ def find_champion(name: str, client: MlflowClient | None = None) -> ChampionRef 
     version = alias_version(client, name, ALIAS_CHAMPION)
     if version is None:
         return None
-    folder = download_artifacts(f"models:/{name}/{version}")
+    adapter_dir, base_path, base_sha256 = download_model(f"models:/{name}/{version}")
+    return ChampionRef(version, adapter_dir, base_path, base_sha256)
+
+
+def download_model(model_uri: str) -> tuple[str, str, str]:
+    """A registered model's trained artifact folder, its base model's folder here, and the base weights' hash."""
+    try:
+        folder = download_artifacts(model_uri)
+    except MlflowException as exc:
+        raise AdapterflowError(f"can't find {model_uri}: {exc.message}",
+                               hint="use models:/NAME/VERSION or models:/NAME@ALIAS (see adapterflow ui)") from None
     config = Model.load(str(folder / "MLmodel")).flavors["python_function"][MODEL_CONFIG]
-    return ChampionRef(version, str(folder / "artifacts" / "adapter"), _base_path(config), config["base_model_sha256"])
+    return str(folder / "artifacts" / "adapter"), _base_path(config), config["base_model_sha256"]
 
 
 def _base_path(model_config: dict) -> str:
@@ -69,6 +82,7 @@ def register_adapter(
     for existing in client.search_model_versions(f"name='{name}' and run_id='{run_id}'"):
         return str(existing.version), f"models:/{name}/{existing.version}"
     model_config = {"base_model": base.name, "base_model_path": base.path, "base_model_sha256": base.sha256}
+    classifier = read_manifest(adapter_dir)[1].task == "classification"
     with tempfile.TemporaryDirectory(prefix="adapterflow-model-") as staging:
         model_dir = Path(staging) / MODEL_ARTIFACT_PATH
         mlflow.pyfunc.save_model(
@@ -76,7 +90,7 @@ def register_adapter(
             python_model=str(MODEL_CODE),
             artifacts={"adapter": adapter_dir},
             model_config=model_config,
-            signature=SIGNATURE,
+            signature=CLASSIFIER_SIGNATURE if classifier else SIGNATURE,
             pip_requirements=PIP_REQUIREMENTS,
         )
         client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT_PATH)

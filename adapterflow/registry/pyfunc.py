@@ -1,7 +1,8 @@
-"""The registered model: an MLflow pyfunc around a PEFT adapter and a reference to its base model.
+"""The registered model: an MLflow pyfunc around a trained artifact and a reference to its base model.
 
-Only the adapter (safetensors) and its tokenizer are stored; `load_context` attaches the adapter to the
-base model it was trained on, checking the base weights' hash so a wrong base can't load silently.
+Adapters store only what they trained (safetensors) and the tokenizer; `load_context` puts them on the base
+model they were trained on, checking the base weights' hash so a wrong base can't load silently. Full and
+freeze fine-tuning store the whole model. Causal LMs answer prompts; classifiers label texts.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", "prompt")]),
     outputs=Schema([ColSpec("string", "answer")]),
     params=ParamSchema([ParamSpec("max_new_tokens", "long", 128)]),
+)
+CLASSIFIER_SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("string", "text")]),
+    outputs=Schema([ColSpec("string", "label"), ColSpec("double", "score")]),
 )
 
 
@@ -48,21 +53,32 @@ class AdapterModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         import torch
-        from peft import PeftModel
 
-        from adapterflow.models.base import load_causal_lm, load_tokenizer
+        from adapterflow.methods.artifacts import load_trained, read_manifest
+        from adapterflow.models.base import load_tokenizer
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         adapter_dir = context.artifacts["adapter"]
         self.tokenizer = load_tokenizer(adapter_dir)
-        base = load_causal_lm(base_model_folder(context.model_config), self.device)
-        self.model = PeftModel.from_pretrained(base, adapter_dir)
-        self.model.eval()
+        self.task = read_manifest(adapter_dir)[1].task
+        self.model = load_trained(adapter_dir, str(base_model_folder(context.model_config)), self.device)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from adapterflow.evaluation import generate_answers
 
+        if self.task == "classification":
+            return self._classify(model_input["text"].tolist())
         max_new_tokens = int((params or {}).get("max_new_tokens", 128))
         conversations = [[{"role": "user", "content": prompt}] for prompt in model_input["prompt"]]
         answers = generate_answers(self.model, self.tokenizer, conversations, max_new_tokens, self.device, "fp32")
         return pd.DataFrame({"answer": answers})
+
+    def _classify(self, texts: list[str]) -> pd.DataFrame:
+        import torch
+
+        inputs = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True).to(self.device)
+        with torch.no_grad():
+            probabilities = self.model(**inputs).logits.float().softmax(-1)
+        scores, indices = probabilities.max(-1)
+        labels = self.model.config.id2label
+        return pd.DataFrame({"label": [labels[int(i)] for i in indices], "score": scores.tolist()})

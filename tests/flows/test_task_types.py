@@ -1,0 +1,56 @@
+"""The real flow for the other task types: continued pre-training and sequence classification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from adapterflow.home import Home
+from schemas import load_config
+from tests.conftest import ASSETS, tiny_config, write_config
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def run_flow(config_path: Path) -> dict:
+    from flows.finetune import finetune
+
+    return finetune(load_config(config_path))
+
+
+def test_classifier_is_judged_by_macro_f1_and_labels_texts_from_the_registry(
+    tmp_path: Path, home: Home, tiny_classifier_dir: Path
+) -> None:
+    config = tiny_config(tiny_classifier_dir, sources=[{"path": str(ASSETS / "classification.jsonl")}],
+                         training={"max_steps": 30, "learning_rate": 1e-3, "batch_size": 8})
+    config["method"] = {"type": "full"}
+    summary = run_flow(write_config(tmp_path, config))
+
+    assert summary["task"] == "classification" and summary["data"]["input_rows"] == 80
+    candidate, base = summary["metrics"]["candidate"], summary["metrics"]["base"]
+    assert {"accuracy", "macro_f1", "loss"} <= set(candidate)
+    assert candidate["loss"] < base["loss"]
+    assert "macro_f1" in summary["promotion_reason"]
+    run = MlflowClient().get_run(summary["mlflow_run_id"])
+    assert "eval/candidate/macro_f1" in run.data.metrics and "memory/estimate_total_mb" in run.data.metrics
+
+    model = mlflow.pyfunc.load_model(summary["model_uri"])
+    labelled = model.predict(pd.DataFrame({"text": ["What does `len` do?", "Return the number of items."]}))
+    assert list(labelled.columns) == ["label", "score"]
+    assert set(labelled["label"]) <= {"question", "answer"} and ((labelled["score"] > 0) & (labelled["score"] <= 1)).all()
+
+
+def test_continued_pretraining_trains_on_every_token_of_raw_text(tmp_path: Path, home: Home, tiny_model_dir: Path) -> None:
+    config = tiny_config(tiny_model_dir, sources=[{"path": str(ASSETS / "text.jsonl")}],
+                         evaluation={"sample_generations": 0})
+    summary = run_flow(write_config(tmp_path, config))
+
+    assert summary["task"] == "pretrain" and summary["data"]["input_rows"] == 40
+    assert summary["metrics"]["candidate"]["perplexity"] < summary["metrics"]["base"]["perplexity"]
+    # every token but each example's first one is a label: the eval tokens nearly equal the tokens
+    tokens = summary["metrics"]["candidate"]["eval_tokens"]
+    assert tokens > 0 and summary["promoted"]
