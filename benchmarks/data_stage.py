@@ -21,11 +21,12 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [os.path.dirname(_HERE)]
 
 import argparse  # noqa: E402
-import multiprocessing  # noqa: E402
 import resource  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+from benchmarks.common import in_child  # noqa: E402
 
 THRESHOLD = 0.8
 SHINGLE = 5
@@ -149,15 +150,6 @@ def run_datasketch(docs: list[str], threshold: float, queue) -> None:
     seconds = time.perf_counter() - started
     queue.put((seconds, kept, near_of, peak_mb()))
 
-
-def in_child(target, *args):
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
 
 
 def main() -> None:

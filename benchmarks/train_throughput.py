@@ -23,11 +23,12 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [os.path.dirname(_HERE)]
 
 import argparse  # noqa: E402
-import multiprocessing  # noqa: E402
 import resource  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+from benchmarks.common import in_child  # noqa: E402
 
 MAX_LENGTH = 256
 
@@ -127,15 +128,6 @@ def eval_loss(model_dir: str, adapter: str, held_out: list, queue) -> None:
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), adapter)
     queue.put(response_perplexity(model, TokenDataset(path), tokenizer.pad_token_id, 16, torch.device("cpu"), "fp32")["loss"])
 
-
-def in_child(target, *args):
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=target, args=(*args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
 
 
 def main() -> None:
