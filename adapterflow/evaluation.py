@@ -36,13 +36,27 @@ def response_perplexity(
         with autocast(device, precision):
             if packed:
                 nll, count = next_token_loss(model, batch, reduction="sum")
-            else:  # the model's loss is the mean over the batch's shifted labels
-                count = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-                nll = model(**batch).loss.float() * count
+            else:
+                nll, count = padded_next_token_loss(model, batch)
         total_nll += float(nll)
         total_tokens += count
     loss = total_nll / max(total_tokens, 1)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "eval_tokens": float(total_tokens)}
+
+
+def padded_next_token_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy of every labelled next token of padded rows, counted like `next_token_loss`.
+
+    Prompt and P-tuning models return logits for their virtual tokens too, in front: the last positions
+    are the input's own, so the same tokens are scored as for the base model.
+    """
+    labels = batch["labels"]
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits[:, -labels.shape[1]:-1].float()
+    targets = labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    loss = torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum")
+    return loss, int(keep.sum())
 
 
 @torch.no_grad()

@@ -33,7 +33,7 @@ METHODS = {
     "lora + rslora": LORA | {"rslora": True},
     "lora + dora": LORA | {"dora": True},
     "lora+ (ratio 16)": LORA | {"loraplus_lr_ratio": 16},
-    "lora, pissa init": LORA | {"init": "pissa"},
+    "lora (pissa init)": LORA | {"init": "pissa"},
     "qlora 4-bit nf4": LORA | {"type": "qlora"},
     "qlora 8-bit": LORA | {"type": "qlora", "bits": 8},
     "adalora": {"type": "adalora"},

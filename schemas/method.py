@@ -23,13 +23,14 @@ class MethodBase(StrictModel):
     family: ClassVar[str] = "peft"
     default_learning_rate: ClassVar[float] = 2e-4
     prompt_learning: ClassVar[bool] = False  # virtual tokens in front of the input: no packing, own loss path
-    mergeable: ClassVar[bool] = False  # `adapterflow export --merge` can fold it into the base weights
+    mergeable: ClassVar[bool] = False  # `adapterflow export --merge` can write it as a standalone model
 
 
 class FullMethod(MethodBase):
     """Full fine-tuning: every weight trains and the whole model is saved."""
 
     family: ClassVar[str] = "full"
+    mergeable: ClassVar[bool] = True  # standalone already
     default_learning_rate: ClassVar[float] = 2e-5
     type: Literal["full"]
 
@@ -38,6 +39,7 @@ class FreezeMethod(MethodBase):
     """Freeze tuning: only the last N transformer layers and/or named modules train; full weights are saved."""
 
     family: ClassVar[str] = "full"
+    mergeable: ClassVar[bool] = True  # standalone already
     default_learning_rate: ClassVar[float] = 5e-5
     type: Literal["freeze"]
     trainable_layers: int = Field(2, ge=0, description="train the last N transformer layers")
@@ -65,7 +67,8 @@ class LoraFields(MethodBase):
     rslora: bool = Field(False, description="rank-stabilised scaling alpha / sqrt(r) (rsLoRA)")
     dora: bool = Field(False, description="weight-decomposed LoRA: trains magnitude and direction (DoRA)")
     init: Literal["default", "gaussian", "pissa", "olora"] = Field(
-        "default", description="initialisation: default (B = 0), gaussian, pissa (principal singular vectors), olora (QR)"
+        "default", description="initialisation: default (B = 0), gaussian, pissa (principal singular vectors), olora "
+        "(QR); pissa and olora rewrite the base weights, so loading the adapter repeats that decomposition"
     )
     loraplus_lr_ratio: float | None = Field(
         None, ge=1, description="LoRA+: the B matrices learn this many times faster than A (e.g. 16)"
@@ -196,6 +199,7 @@ class BitFitMethod(MethodBase):
     """BitFit: only the bias terms train (models without biases, like llama, can't use it)."""
 
     family: ClassVar[str] = "bitfit"
+    mergeable: ClassVar[bool] = True  # the trained biases load into a standalone model
     default_learning_rate: ClassVar[float] = 1e-3
     type: Literal["bitfit"]
 

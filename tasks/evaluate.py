@@ -32,7 +32,7 @@ from adapterflow.tracking import RunTracker, eval_metric
 from adapterflow.training.data import TokenDataset
 from schemas.pipeline import PipelineConfig
 
-EVAL_VERSION = 2
+EVAL_VERSION = 3
 
 
 @dataclass
@@ -61,6 +61,19 @@ def contenders(base: BaseModelRef, trained: TrainResult, champion: ChampionRef |
     return models
 
 
+def comparable_champion(champion: ChampionRef | None, tokenized: TokenizedData) -> ChampionRef | None:
+    """The champion, when it solves the same task with the same labels; None (and why, logged) otherwise."""
+    if champion is None:
+        return None
+    spec = read_manifest(champion.adapter_dir)[1]
+    if spec.task != tokenized.task or spec.label_names != tokenized.label_names:
+        stage_logger().warning(
+            "champion v%s is a %s model (labels %s), this run trains %s (labels %s): compared with the base model only",
+            champion.version, spec.task, spec.label_names, tokenized.task, tokenized.label_names)
+        return None
+    return champion
+
+
 def sample_conversations(split: SplitResult, count: int, system_prompt: str | None) -> tuple[list, list[str]]:
     """The first `count` eval prompts and their reference answers."""
     conversations, references = [], []
@@ -87,7 +100,7 @@ def evaluate_contenders(
     results: dict[str, dict] = {}
     for contender in models:
         key = cache_key("eval", EVAL_VERSION, contender.identity, tokenized.key, conversations,
-                        settings.max_new_tokens, precision, device.type)
+                        settings.max_new_tokens, settings.sample_generations, precision, device.type)
         cached = home.cache_dir("evaluations", key) / "result.json"
         if config.execution.cache and cached.is_file():
             results[contender.name] = json.loads(cached.read_text()) | {"skipped": True}
@@ -121,9 +134,11 @@ def load_contender(contender: Contender, tokenized: TokenizedData, device):  # n
     return load_base(contender.base_path, spec, device).eval(), tokenizer
 
 
-def samples_table(split: SplitResult, results: dict[str, dict], count: int, system_prompt: str | None) -> pd.DataFrame:
-    if split.eval.task == "classification":
-        rows = list(islice(iter_rows(split.eval), count))
+def samples_table(
+    split: SplitResult, results: dict[str, dict], count: int, system_prompt: str | None, label_names: list[str],
+) -> pd.DataFrame:
+    if split.eval.task == "classification":  # the rows tokenization kept (labels seen in training), in order
+        rows = list(islice((row for row in iter_rows(split.eval) if row["label"] in label_names), count))
         table = {"text": [row["text"] for row in rows], "reference": [row["label"] for row in rows]}
         for name, result in results.items():
             table[name] = result["answers"][: len(rows)]
@@ -143,13 +158,15 @@ def evaluate(
     """Evaluate base, candidate and champion; log `eval/<model>/<metric>` and the samples table."""
     home = Home(Path(run.home))
     champion = find_champion(config.registered_model_name) if config.evaluation.compare_champion else None
+    champion = comparable_champion(champion, tokenized)
     results = evaluate_contenders(contenders(base, trained, champion), tokenized, split, config, home)
     tracker = RunTracker(run.mlflow_run_id)
     tracker.log_metrics({eval_metric(name, metric): value for name, result in results.items()
                          for metric, value in result["metrics"].items()})
     samples_path = None
     if config.evaluation.sample_generations:
-        table = samples_table(split, results, config.evaluation.sample_generations, config.tokenize.system_prompt)
+        table = samples_table(split, results, config.evaluation.sample_generations, config.tokenize.system_prompt,
+                              tokenized.label_names)
         samples_path = str(Path(run.run_dir) / "eval_samples.json")
         table.to_json(samples_path, orient="records", indent=2)
         tracker.log_table(table, "eval/samples.json")

@@ -47,7 +47,7 @@ def train_or_reuse(
     outcome = train_adapter(
         Path(tokenized.path), base, config.method, config.training, device, precision, staging, tracker,
         chat_template=config.tokenize.chat_template, max_length=config.tokenize.max_length,
-        task=tokenized.task, label_names=tokenized.label_names,
+        task=tokenized.task, label_names=tokenized.label_names, base_dtype=config.base_model.dtype,
     )
     shutil.rmtree(staging / "checkpoints", ignore_errors=True)
     metrics = outcome.metrics | {"train/precision_bf16": float(precision == "bf16")}

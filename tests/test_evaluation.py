@@ -43,3 +43,28 @@ def test_uniform_model_has_perplexity_of_the_vocabulary() -> None:
     result = response_perplexity(UniformModel(50), ListDataset(items), 0, 2, torch.device("cpu"), "fp32")
     assert result["eval_tokens"] == 3
     assert math.isclose(result["perplexity"], 50, rel_tol=1e-5)
+
+
+def test_padded_loss_scores_the_same_tokens_as_packed_and_skips_virtual_token_logits(tiny_model_dir) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from adapterflow.evaluation import padded_next_token_loss
+    from adapterflow.training.collate import PadToLongest
+    from adapterflow.training.packing import PackedCollator, next_token_loss
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager").eval()
+    items = [{"input_ids": np.array([5, 6, 7, 8, 9]), "labels": np.array([5, 6, 7, 8, 9])},
+             {"input_ids": np.array([10, 11, 12]), "labels": np.array([-100, 11, 12])}]
+    with torch.no_grad():
+        packed, packed_count = next_token_loss(model, PackedCollator(0, 64)(items), reduction="sum")
+        padded, padded_count = padded_next_token_loss(model, PadToLongest(0)(items))
+
+        class WithVirtualTokens(torch.nn.Module):  # what prompt tuning returns: 3 extra logit rows in front
+            def forward(self, input_ids, attention_mask):
+                logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+                return type("Out", (), {"logits": torch.cat([torch.randn(logits.shape[0], 3, logits.shape[2]), logits], 1)})()
+
+        virtual, virtual_count = padded_next_token_loss(WithVirtualTokens(), PadToLongest(0)(items))
+    assert packed_count == padded_count == virtual_count == 4 + 2  # the first label of each example is not scored
+    assert math.isclose(float(packed), float(padded), rel_tol=1e-4)
+    assert math.isclose(float(virtual), float(padded), rel_tol=1e-6)

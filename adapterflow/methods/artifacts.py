@@ -58,7 +58,7 @@ def load_trained(artifact_dir: str | Path, base_path: str, device: torch.device)
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
         auto = AutoModelForSequenceClassification if spec.task == "classification" else AutoModelForCausalLM
-        model = auto.from_pretrained(artifact_dir, dtype=torch.float32).to(device)
+        model = auto.from_pretrained(artifact_dir, dtype=getattr(torch, spec.dtype)).to(device)
     elif method.family == "peft":
         from peft import PeftModel
 

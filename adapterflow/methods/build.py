@@ -24,26 +24,53 @@ class ModelSpec:
     label_names: list[str] = field(default_factory=list)
     pad_token_id: int | None = None
     quantization: dict[str, Any] | None = None
+    max_length: int | None = None  # inputs were cut to this many tokens in training; serving does the same
+    dtype: str = "float32"  # of the weights that are not quantised
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def spec_for(method: MethodVariant, task: str, label_names: list[str], pad_token_id: int | None, precision: str) -> ModelSpec:
+def spec_for(
+    method: MethodVariant, task: str, label_names: list[str], pad_token_id: int | None, precision: str,
+    max_length: int | None = None, base_dtype: str = "auto",
+) -> ModelSpec:
     quantization = None
     if isinstance(method, QLoraMethod):
         # bf16 compute wherever training runs in bf16 (CPUs with avx512_bf16 and CUDA); fp32 otherwise
         compute = "bfloat16" if precision == "bf16" else "float16" if precision == "fp16" else "float32"
         quantization = {"bits": method.bits, "quant_type": method.quant_type, "double_quant": method.double_quant,
                         "compute_dtype": compute}
-    return ModelSpec(task=task, label_names=label_names, pad_token_id=pad_token_id, quantization=quantization)
+    dtype = "float32" if base_dtype == "auto" else base_dtype  # auto: fp32 master weights, autocast computes
+    return ModelSpec(task=task, label_names=label_names, pad_token_id=pad_token_id, quantization=quantization,
+                     max_length=max_length, dtype=dtype)
+
+
+def logical_numel(parameter: torch.nn.Parameter) -> int:
+    """Weights a parameter stands for: bitsandbytes packs two 4-bit weights into each stored byte."""
+    return parameter.numel() * (2 if type(parameter).__name__ == "Params4bit" else 1)
+
+
+CAUSAL_ARCHITECTURES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+def check_causal(path: str) -> None:
+    """Causal-LM tasks need a decoder: an encoder's LM head would see the very token it predicts."""
+    from transformers import AutoConfig
+
+    architectures = getattr(AutoConfig.from_pretrained(path), "architectures", None) or []
+    if architectures and not any(name.endswith(CAUSAL_ARCHITECTURES) for name in architectures):
+        raise AdapterflowError(
+            f"base model {path} is {', '.join(architectures)}, not a causal (decoder) language model",
+            hint="train encoders on classification data (text + label), or pick a decoder such as smollm2-135m-instruct",
+        )
 
 
 def load_base(path: str, spec: ModelSpec, device: torch.device, attention: str | None = None) -> torch.nn.Module:
     """The base model with the head its task needs, quantised when the spec says so, on `device`."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    options: dict[str, Any] = {"dtype": torch.float32}
+    options: dict[str, Any] = {"dtype": getattr(torch, spec.dtype)}
     if attention:
         options["attn_implementation"] = attention
     if spec.quantization:
@@ -63,6 +90,7 @@ def load_base(path: str, spec: ModelSpec, device: torch.device, attention: str |
         if model.config.pad_token_id is None:  # decoders classify from the last non-pad token
             model.config.pad_token_id = spec.pad_token_id
     else:
+        check_causal(path)
         model = AutoModelForCausalLM.from_pretrained(path, **options)
     if spec.quantization:
         # Quantised weights are never trained. bitsandbytes' CPU kernels also take another (bf16) path for
@@ -83,7 +111,11 @@ def build_trainable(
         if spec.quantization:
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
         config = peft_config(method, PEFT_TASK_TYPES[spec.task], total_steps, base_path)
-        return get_peft_model(model, config)
+        try:
+            return get_peft_model(model, config)
+        except ValueError as exc:  # e.g. target_modules that match nothing in this model
+            raise AdapterflowError(f"method {method.type} does not apply to {type(model).__name__}: {exc}",
+                                   hint="check method.target_modules against the model's module names") from None
     if isinstance(method, FreezeMethod):
         train_last_layers(model, method)
     elif isinstance(method, BitFitMethod):

@@ -62,7 +62,7 @@ def probe_logits(model: torch.nn.Module, tokenizer, device: torch.device) -> tor
 def export_merged(artifact_dir: str | Path, base_path: str, out_dir: Path, device: torch.device) -> MergeCheck:
     """Write the merged model and tokenizer to out_dir; raise when the merged logits don't match."""
     method, spec = read_manifest(artifact_dir)
-    if method.family == "bottleneck" or method.prompt_learning:
+    if not method.mergeable:
         raise AdapterflowError(
             f"a {method.type} artifact can't be merged into the base weights: its modules compute on top of them",
             hint="serve it with the base model (mlflow models serve / mlflow.pyfunc.load_model) instead",

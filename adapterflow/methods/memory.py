@@ -85,11 +85,14 @@ def estimate_memory(
     optimizer: str,
     full_backward: bool,
     sequence_length: int | None = None,
+    attention_scores: bool = True,
 ) -> MemoryEstimate:
     """Estimate one training step's peak memory for `model` as it will train (trainable parameters set).
 
     tokens_per_micro_batch: tokens in one forward pass (batch size times row length);
     sequence_length: the length of one row, which attention spans (default: the whole micro-batch);
+    attention_scores: whether the attention kernel keeps its score matrices (eager does; sdpa and flash
+    attention recompute them, so the 5 * heads * span term is left out);
     precision: the resolved training precision, bf16, fp16 or fp32;
     optimizer: a transformers `optim` name (see optimizer_bytes_per_parameter);
     full_backward: whether the backward pass reaches the input embeddings (every trainable method whose
@@ -99,10 +102,10 @@ def estimate_memory(
 
     Activations follow Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer
     Models"): tokens * hidden * (34 + 5 * heads * span / hidden) bytes per layer at 16 bit, twice that in fp32,
-    with span = min(sequence_length, the config's maximum positions or 2048). The attention term assumes
-    the score matrices are kept (eager attention), an upper bound for fused kernels. With gradient
+    with span = min(sequence_length, the config's maximum positions or 2048). With gradient
     checkpointing only each layer's input is kept, plus one layer's full activations while it is recomputed.
-    The logits add tokens * vocab_size * 4 bytes (fp32 softmax). A model without a transformer config
+    The logits add tokens * vocab_size * 4 bytes (fp32 softmax; a classifier's, one row each, are left out).
+    A model without a transformer config
     (hidden_size, num_hidden_layers, num_attention_heads) is counted without activations.
     """
     if precision not in ACTIVATION_BYTES:
@@ -114,7 +117,7 @@ def estimate_memory(
         gradients=sum(parameter.numel() * parameter.element_size() for parameter in trainable),
         optimizer=sum(parameter.numel() for parameter in trainable) * optimizer_bytes_per_parameter(optimizer),
         activations=_activation_bytes(model, tokens_per_micro_batch, sequence_length or tokens_per_micro_batch,
-                                      precision, gradient_checkpointing, full_backward),
+                                      precision, gradient_checkpointing, full_backward, attention_scores),
     )
 
 
@@ -140,7 +143,7 @@ def _backpropagated_layers(model: torch.nn.Module, layers: int, full_backward: b
 
 def _activation_bytes(
     model: torch.nn.Module, tokens: int, sequence_length: int, precision: str, gradient_checkpointing: bool,
-    full_backward: bool,
+    full_backward: bool, attention_scores: bool,
 ) -> int:
     config = _text_config(model)
     hidden = getattr(config, "hidden_size", None)
@@ -150,13 +153,14 @@ def _activation_bytes(
         return 0
     span = min(sequence_length, getattr(config, "max_position_embeddings", None) or DEFAULT_ATTENTION_SPAN)
     scale = ACTIVATION_BYTES[precision] // 2  # the formula's bytes are at 16 bit
-    per_layer = tokens * (34 * hidden + 5 * heads * span) * scale
+    per_layer = tokens * (34 * hidden + (5 * heads * span if attention_scores else 0)) * scale
     counted = _backpropagated_layers(model, layers, full_backward)
     if gradient_checkpointing:
         kept = counted * tokens * hidden * ACTIVATION_BYTES[precision] + (per_layer if counted else 0)
     else:
         kept = counted * per_layer
-    logits = tokens * (getattr(config, "vocab_size", None) or 0) * 4
+    classifier = "ForSequenceClassification" in type(model).__name__  # PEFT's wrapper is named alike
+    logits = 0 if classifier else tokens * (getattr(config, "vocab_size", None) or 0) * 4
     return kept + logits
 
 

@@ -129,11 +129,3 @@ def load_tokenizer(path: str | Path):
         backend.no_padding()
         backend.no_truncation()
     return tokenizer
-
-
-def load_causal_lm(path: str | Path, device: torch.device, dtype: torch.dtype = torch.float32, attention: str | None = None):
-    from transformers import AutoModelForCausalLM
-
-    options = {"attn_implementation": attention} if attention else {}
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **options)
-    return model.to(device)

@@ -60,7 +60,8 @@ class AdapterModel(mlflow.pyfunc.PythonModel):
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         adapter_dir = context.artifacts["adapter"]
         self.tokenizer = load_tokenizer(adapter_dir)
-        self.task = read_manifest(adapter_dir)[1].task
+        spec = read_manifest(adapter_dir)[1]
+        self.task, self.max_length = spec.task, spec.max_length or self.tokenizer.model_max_length
         self.model = load_trained(adapter_dir, str(base_model_folder(context.model_config)), self.device)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -76,7 +77,10 @@ class AdapterModel(mlflow.pyfunc.PythonModel):
     def _classify(self, texts: list[str]) -> pd.DataFrame:
         import torch
 
-        inputs = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True).to(self.device)
+        # cut like training did (ClassificationTokenizer keeps the closing special token)
+        encoded = [ids if len(ids) <= self.max_length else ids[: self.max_length - 1] + ids[-1:]
+                   for ids in self.tokenizer(texts)["input_ids"]]
+        inputs = self.tokenizer.pad({"input_ids": encoded}, return_tensors="pt").to(self.device)
         with torch.no_grad():
             probabilities = self.model(**inputs).logits.float().softmax(-1)
         scores, indices = probabilities.max(-1)

@@ -12,7 +12,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 
 from adapterflow.devices import select_attention
 from adapterflow.methods.artifacts import save_trained
-from adapterflow.methods.build import ModelSpec, build_trainable, spec_for
+from adapterflow.methods.build import build_trainable, logical_numel, spec_for
 from adapterflow.methods.memory import MemoryEstimate, available_memory, check_fits, estimate_memory
 from adapterflow.models.base import load_tokenizer
 from adapterflow.records import BaseModelRef
@@ -23,6 +23,8 @@ from adapterflow.training.callbacks import AdaLoraBudget, ThroughputMetrics
 from adapterflow.training.collate import ClassificationCollator, PadToLongest
 from adapterflow.training.data import TokenDataset
 from adapterflow.training.packing import PackedCollator, next_token_loss
+from schemas.method import MethodVariant
+from schemas.training import TrainingConfig
 
 PACK_ROWS_OF = 2  # packed rows hold up to this many times max_length tokens (bounds the attention mask)
 
@@ -43,6 +45,8 @@ class AdapterflowTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001 - Trainer API
         if not self.projected_loss:
+            if "position_ids" in inputs:  # packed: with a cache, transformers would skip the per-example mask
+                inputs = {**inputs, "use_cache": False}
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         loss, count = next_token_loss(model, inputs, reduction="sum")
         # With gradient accumulation the Trainer passes the label count of all micro-batches of the step,
@@ -57,17 +61,15 @@ class AdapterflowTrainer(Trainer):
         from peft.optimizers import create_loraplus_optimizer
 
         # LoRA+: the B matrices get loraplus_lr_ratio times the learning rate of the A matrices
-        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, self.model)
+        model = model or self.model
+        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
         optimizer_kwargs.pop("lr", None)
         self.optimizer = create_loraplus_optimizer(
-            model=self.model, optimizer_cls=optimizer_cls, lr=self.args.learning_rate,
-            loraplus_lr_ratio=self.loraplus_lr_ratio, **optimizer_kwargs,
+            model=model, optimizer_cls=optimizer_cls, lr=self.args.learning_rate,
+            loraplus_lr_ratio=self.loraplus_lr_ratio, loraplus_weight_decay=self.args.weight_decay, **optimizer_kwargs,
         )
         return self.optimizer
 
-
-from schemas.method import MethodVariant
-from schemas.training import TrainingConfig
 
 
 @dataclass
@@ -137,7 +139,7 @@ def training_arguments(
 
 def count_parameters(model: torch.nn.Module) -> dict[str, float]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    total = sum(logical_numel(p) for p in model.parameters())
     return {"train/trainable_parameters": float(trainable), "train/total_parameters": float(total),
             "train/trainable_share": trainable / total if total else 0.0}
 
@@ -155,6 +157,7 @@ def train_adapter(
     max_length: int = 512,
     task: str = "sft",
     label_names: list[str] | None = None,
+    base_dtype: str = "auto",
 ) -> TrainingOutcome:
     """Train `method` on the tokenized train split; save what it trained, the tokenizer and a manifest."""
     set_seed(config.seed)
@@ -163,16 +166,17 @@ def train_adapter(
         apply_template_choice(tokenizer, chat_template)  # saved with the adapter: inference uses the trained template
     dataset = TokenDataset(tokenized_dir / "train.parquet")
     steps = total_steps(config, len(dataset))
-    spec = spec_for(method, task, list(label_names or []), tokenizer.pad_token_id, precision)
-    model = build_trainable(method, base.path, spec, device, total_steps=steps, attention=select_attention(config.attention, device),
+    spec = spec_for(method, task, list(label_names or []), tokenizer.pad_token_id, precision, max_length, base_dtype)
+    attention = select_attention(config.attention, device)
+    model = build_trainable(method, base.path, spec, device, total_steps=steps, attention=attention,
                             gradient_checkpointing=config.gradient_checkpointing)
     if config.gradient_checkpointing and method.family == "peft":
         model.enable_input_require_grads()
     packed = packs(method, task, config)
-    memory = preflight(model, method, config, precision, device, max_length, PACK_ROWS_OF * max_length if packed else max_length,
-                       tracker)
+    memory = preflight(model, method, config, precision, device, max_length,
+                       PACK_ROWS_OF * max_length if packed else max_length, attention, tracker)
     collator = collator_for(method, task, config, tokenizer.pad_token_id, max_length)
-    flops_per_token = 6.0 * sum(parameter.numel() for parameter in model.parameters())
+    flops_per_token = 6.0 * sum(logical_numel(parameter) for parameter in model.parameters())
     metrics_callback = ThroughputMetrics(collator.counter, device, tracker, flops_per_token)
     learning_rate = config.learning_rate or method.default_learning_rate
     trainer = AdapterflowTrainer(
@@ -197,13 +201,15 @@ def train_adapter(
 
 def preflight(
     model: torch.nn.Module, method: MethodVariant, config: TrainingConfig, precision: str, device: torch.device,
-    max_length: int, row_tokens: int, tracker: RunTracker | None,
+    max_length: int, row_tokens: int, attention: str | None, tracker: RunTracker | None,
 ) -> MemoryEstimate:
     """Estimate the memory training needs, say it, log it, and stop now if it can't fit."""
     estimate = estimate_memory(
         model, tokens_per_micro_batch=config.batch_size * max_length, sequence_length=row_tokens, precision=precision,
         gradient_checkpointing=config.gradient_checkpointing, optimizer=config.optimizer,
         full_backward=method.family != "full" or method.type == "full",
+        # sdpa and flash attention don't keep the score matrices (on CPU the default is eager, which does)
+        attention_scores=(attention or "eager") == "eager",
     )
     stage_logger().info("%s on %s: %s", method.type, device.type, estimate.describe())
     if tracker is not None:

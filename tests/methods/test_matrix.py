@@ -121,3 +121,19 @@ def test_freezing_more_layers_than_the_model_has_says_how_many_there_are(prepare
     method = method_of({"type": "freeze", "trainable_layers": 5})
     with pytest.raises(AdapterflowError, match="trainable_layers is 5 but the model has 2 layers"):
         train_adapter(Path(data.tokenized.path), data.base, method, training_for(method, "sft"), CPU, "fp32", tmp_path)
+
+
+def test_an_encoder_is_refused_for_causal_language_modelling(prepared: dict[str, Prepared], tmp_path: Path) -> None:
+    data, encoder = prepared["pretrain"], prepared["classification"].base
+    method = method_of({"type": "lora"})
+    with pytest.raises(AdapterflowError, match="not a causal .decoder. language model") as raised:
+        train_adapter(Path(data.tokenized.path), encoder, method, training_for(method, "pretrain"), CPU, "fp32", tmp_path,
+                      task="pretrain")
+    assert "classification" in raised.value.hint
+
+
+def test_target_modules_that_match_nothing_are_a_clear_error(prepared: dict[str, Prepared], tmp_path: Path) -> None:
+    data = prepared["sft"]
+    method = method_of({"type": "lora", "target_modules": ["attention.query"]})
+    with pytest.raises(AdapterflowError, match="does not apply to LlamaForCausalLM"):
+        train_adapter(Path(data.tokenized.path), data.base, method, training_for(method, "sft"), CPU, "fp32", tmp_path)

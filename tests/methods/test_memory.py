@@ -204,3 +204,10 @@ def test_available_memory_on_cpu() -> None:
     free = available_memory(torch.device("cpu"))
     assert isinstance(free, int) and free > 2**20
     assert available_memory(torch.device("meta")) is None
+
+
+def test_fused_attention_keeps_no_score_matrices() -> None:
+    model = tiny_llama()
+    eager = estimate(model, tokens=64, attention_scores=True).activations
+    fused = estimate(model, tokens=64, attention_scores=False).activations
+    assert eager - fused == LAYERS * 64 * 5 * HEADS * 64

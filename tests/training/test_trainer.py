@@ -37,3 +37,22 @@ def test_lora_training_lowers_the_loss_and_saves_only_the_adapter(tmp_path: Path
     assert "model.safetensors" not in saved
     assert 0 < outcome.metrics["train/trainable_share"] < 0.5
     assert outcome.metrics["train/tokens_per_second"] > 0 and 0 <= outcome.metrics["train/padding_share"] < 1
+
+
+def test_lora_plus_gives_the_b_matrices_a_higher_learning_rate_and_keeps_weight_decay(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from adapterflow.methods.peft_methods import peft_config
+    from adapterflow.training.trainer import AdapterflowTrainer, training_arguments
+
+    method = LoraMethod(type="lora", r=4, loraplus_lr_ratio=16)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), peft_config(method, "CAUSAL_LM", 10, ""))
+    config = TrainingConfig(max_steps=1, weight_decay=0.1, precision="fp32")
+    args = training_arguments(config, "fp32", torch.device("cpu"), tmp_path, learning_rate=1e-3, packed=True)
+    trainer = AdapterflowTrainer(model=model, args=args, loraplus_lr_ratio=16)
+    groups = trainer.create_optimizer().param_groups
+    rates = {(group["lr"], group["weight_decay"]) for group in groups if group["params"]}
+    assert (1e-3, 0.1) in rates and (1.6e-2, 0.1) in rates
