@@ -15,6 +15,8 @@ from adapterflow.training.collate import ClassificationCollator, PadToLongest
 from adapterflow.training.data import TokenDataset
 from adapterflow.training.packing import PackedCollator, next_token_loss
 
+EVAL_METRICS = ("perplexity", "accuracy", "macro_f1", "loss")  # what evaluation reports, in display order
+
 
 @torch.no_grad()
 def response_perplexity(

@@ -64,12 +64,11 @@ def render_data_check(console: Console, summary: dict[str, Any], ui_command: str
                   f"MLflow run {summary['mlflow_run_id']}: {ui_command}", highlight=False)
 
 
-EVAL_COLUMNS = ("perplexity", "accuracy", "macro_f1", "loss")
-
-
 def metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
     """Base, champion and candidate side by side: perplexity and loss, or accuracy, macro-F1 and loss."""
-    columns = [column for column in EVAL_COLUMNS if column in metrics["candidate"]]
+    from adapterflow.evaluation import EVAL_METRICS
+
+    columns = [column for column in EVAL_METRICS if column in metrics["candidate"]]
     title = "label tokens" if "perplexity" in columns else "classification"
     table = Table(title=f"Evaluation (eval split, {title})", header_style="bold")
     table.add_column("model")

@@ -81,6 +81,7 @@ def run_method(options: dict, base, tokenized, steps: int, batch: int, out: str,
     from adapterflow.errors import AdapterflowError
     from adapterflow.evaluation import response_perplexity
     from adapterflow.methods.artifacts import load_trained
+    from adapterflow.models.base import load_tokenizer
     from adapterflow.training.data import TokenDataset
     from adapterflow.training.trainer import train_adapter
     from schemas.method import Method
@@ -98,8 +99,6 @@ def run_method(options: dict, base, tokenized, steps: int, batch: int, out: str,
         return
     model = load_trained(outcome.output_dir, base.path, device)
     dataset = TokenDataset(Path(tokenized.path) / "eval.parquet")
-    from adapterflow.models.base import load_tokenizer
-
     pad = load_tokenizer(base.path).pad_token_id
     loss = response_perplexity(model, dataset, pad, 16, device, precision, packed=not method.prompt_learning)["loss"]
     queue.put({key: outcome.metrics[key] for key in (

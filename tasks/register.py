@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect.runtime import flow_run
 from mlflow.tracking import MlflowClient
 
+from adapterflow.evaluation import EVAL_METRICS
 from adapterflow.records import BaseModelRef, EvalResult, RegisteredVersion, RunContext, SplitResult, TrainResult
 from adapterflow.registry import register_adapter, set_aliases
 from adapterflow.stage import stage, stage_logger
@@ -30,7 +31,7 @@ def lineage_tags(base: BaseModelRef, split: SplitResult, config: PipelineConfig,
 
 def version_description(evaluation: EvalResult, config: PipelineConfig) -> str:
     """Markdown for the registry UI: the method and the eval metrics of every model compared."""
-    columns = [name for name in ("perplexity", "accuracy", "macro_f1", "loss") if name in evaluation.metrics["candidate"]]
+    columns = [name for name in EVAL_METRICS if name in evaluation.metrics["candidate"]]
     rows = "\n".join(f"| {name} | " + " | ".join(f"{metrics[column]:.4f}" for column in columns) + " |"
                      for name, metrics in evaluation.metrics.items())
     return (f"{config.method.type} fine-tune of {config.base_model.name}.\n\n"

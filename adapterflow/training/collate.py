@@ -17,6 +17,11 @@ class TokenCounter:
     real: int = 0
     padded: int = 0
 
+    def add(self, real: int, computed: int) -> None:
+        """Count a batch: `real` example tokens out of `computed` positions."""
+        self.real += real
+        self.padded += computed - real
+
     @property
     def padding_share(self) -> float:
         total = self.real + self.padded
@@ -35,26 +40,29 @@ class PadToLongest:
         lengths = [len(example["input_ids"]) for example in examples]
         width = -(-max(lengths) // self.multiple_of) * self.multiple_of
         input_ids = np.full((len(examples), width), self.pad_token_id, dtype=np.int64)
-        labels = np.full((len(examples), width), IGNORE_INDEX, dtype=np.int64)
         attention = np.zeros((len(examples), width), dtype=np.int64)
         for row, (example, length) in enumerate(zip(examples, lengths, strict=True)):
             input_ids[row, :length] = example["input_ids"]
-            labels[row, :length] = example["labels"]
             attention[row, :length] = 1
-        real = sum(lengths)
-        self.counter.real += real
-        self.counter.padded += input_ids.size - real
+        self.counter.add(sum(lengths), input_ids.size)
         return {
             "input_ids": torch.from_numpy(input_ids),
-            "labels": torch.from_numpy(labels),
+            "labels": self.labels(examples, lengths, width),
             "attention_mask": torch.from_numpy(attention),
         }
+
+    @staticmethod
+    def labels(examples: list[dict[str, np.ndarray]], lengths: list[int], width: int) -> torch.Tensor:
+        """One label per token, padded with the ignore index."""
+        labels = np.full((len(examples), width), IGNORE_INDEX, dtype=np.int64)
+        for row, (example, length) in enumerate(zip(examples, lengths, strict=True)):
+            labels[row, :length] = example["labels"]
+        return torch.from_numpy(labels)
 
 
 class ClassificationCollator(PadToLongest):
     """Pads token ids like PadToLongest; the label is one class index per example."""
 
-    def __call__(self, examples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-        batch = super().__call__([{"input_ids": e["input_ids"], "labels": e["input_ids"]} for e in examples])
-        batch["labels"] = torch.tensor([int(example["labels"][0]) for example in examples], dtype=torch.long)
-        return batch
+    @staticmethod
+    def labels(examples: list[dict[str, np.ndarray]], lengths: list[int], width: int) -> torch.Tensor:
+        return torch.tensor([int(example["labels"][0]) for example in examples], dtype=torch.long)

@@ -55,9 +55,7 @@ class PackedCollator:
                 positions[row, start : start + length] = np.arange(length)
                 start += length
             positions[row, start:] = np.arange(width - start)  # the padded tail is a sequence of its own
-        real = sum(lengths)
-        self.counter.real += real
-        self.counter.padded += input_ids.size - real
+        self.counter.add(sum(lengths), input_ids.size)
         return {
             "input_ids": torch.from_numpy(input_ids),
             "labels": torch.from_numpy(labels),

@@ -44,7 +44,7 @@ def pretrain_rows(count: int) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tiny_classifier_dir: Path) -> dict[str, Prepared]:
-    """Tokenized train/eval splits per task (made once for the module)."""
+    """Tokenized train/eval splits per task (made once for the session)."""
     folder = tmp_path_factory.mktemp("matrix")
     home = Home(folder / "home")
     home.cache.mkdir(parents=True)
