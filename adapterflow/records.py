@@ -13,7 +13,8 @@ class StageRecord(BaseModel):
 
 
 class RunContext(BaseModel):
-    """Identifies one pipeline run: its working folder and its MLflow run."""
+    """Identifies one pipeline run: its MLflow run, the store its stages share, and (on the pipeline's
+    machine) its working folder."""
 
     run_name: str
     run_dir: str
@@ -21,6 +22,7 @@ class RunContext(BaseModel):
     mlflow_run_id: str
     experiment: str
     config_sha256: str
+    storage: str = Field(description="root of the content-addressed store: a folder or s3://bucket/prefix")
 
 
 class BaseModelRef(StageRecord):
@@ -88,13 +90,14 @@ class SplitResult(StageRecord):
     train: DataTable
     eval: DataTable
     fingerprint: str
+    uri: str = Field(description="the store's datasets/<fingerprint> folder holding train.parquet and eval.parquet")
     dropped: dict[str, int] = Field(default_factory=dict, description="eval rows removed as leaked, by kind")
     leak_examples: list[dict] = Field(default_factory=list)
 
 
 class TokenizedData(StageRecord):
     key: str
-    path: str
+    uri: str = Field(description="the store's tokenized/<key> folder")
     task: str = "sft"
     label_names: list[str] = Field(default_factory=list, description="classification: class names by index")
     train_rows: int
@@ -105,7 +108,7 @@ class TokenizedData(StageRecord):
 
 class TrainResult(StageRecord):
     key: str
-    adapter_dir: str
+    uri: str = Field(description="the store's adapters/<key> folder; the trained artifact is its adapter/ folder")
     metrics: dict[str, float]
 
 
@@ -113,7 +116,7 @@ class EvalResult(StageRecord):
     metrics: dict[str, dict[str, float]]
     primary_metric: str = Field("perplexity", description="what the task is judged by: perplexity or macro_f1")
     champion_version: str | None
-    samples_path: str | None
+    samples_path: str | None = Field(description="the samples table's artifact path in the MLflow run")
 
 
 class RegisteredVersion(StageRecord):

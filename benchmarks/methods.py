@@ -52,6 +52,7 @@ def prepare(folder: Path, train: int, held_out: int):
     from adapterflow.data.python_docs import build_python_docs
     from adapterflow.data.tables import TableWriter
     from adapterflow.home import Home
+from adapterflow.storage import Storage
     from adapterflow.models.base import materialise_builtin, weights_sha256
     from adapterflow.records import BaseModelRef, SplitResult
     from schemas.tokenize import TokenizeConfig
@@ -69,7 +70,7 @@ def prepare(folder: Path, train: int, held_out: int):
                                            {"role": "assistant", "content": row["output"]}], "source": "bench", "line": index})
             tables[name] = writer.close()
     split = SplitResult(train=tables["train"], eval=tables["eval"], fingerprint=f"bench-{train}-{held_out}")
-    return base, tokenize_splits(split, base, TokenizeConfig(max_length=MAX_LENGTH), Home(folder / "home"))
+    return base, tokenize_splits(split, base, TokenizeConfig(max_length=MAX_LENGTH), Storage.local(folder / "cache"))
 
 
 def run_method(options: dict, base, tokenized, steps: int, batch: int, out: str, queue) -> None:  # noqa: ANN001
@@ -92,13 +93,13 @@ def run_method(options: dict, base, tokenized, steps: int, batch: int, out: str,
     precision = select_precision("auto", device)
     config = TrainingConfig(max_steps=steps, batch_size=batch, logging_steps=100, warmup_ratio=0.05)
     try:
-        outcome = train_adapter(Path(tokenized.path), base, method, config, device, precision, Path(out),
+        outcome = train_adapter(Path(tokenized.uri), base, method, config, device, precision, Path(out),
                                 max_length=MAX_LENGTH)
     except AdapterflowError as error:
         queue.put({"error": error.message})
         return
     model = load_trained(outcome.output_dir, base.path, device)
-    dataset = TokenDataset(Path(tokenized.path) / "eval.parquet")
+    dataset = TokenDataset(Path(tokenized.uri) / "eval.parquet")
     pad = load_tokenizer(base.path).pad_token_id
     loss = response_perplexity(model, dataset, pad, 16, device, precision, packed=not method.prompt_learning)["loss"]
     queue.put({key: outcome.metrics[key] for key in (

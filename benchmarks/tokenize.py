@@ -58,6 +58,7 @@ def main() -> None:
 
     from adapterflow.data.tables import TableWriter
     from adapterflow.home import Home
+from adapterflow.storage import Storage
     from adapterflow.models.base import load_tokenizer, materialise_builtin
     from adapterflow.records import BaseModelRef, DataTable, SplitResult
     from schemas.tokenize import TokenizeConfig
@@ -79,11 +80,11 @@ def main() -> None:
         config = TokenizeConfig(max_length=args.max_length)
 
         started = time.perf_counter()
-        result = tokenize_splits(split, base, config, home)
+        result = tokenize_splits(split, base, config, Storage.local(home.cache))
         ours = time.perf_counter() - started
         tokens = int(result.stats["tokens"])
         started = time.perf_counter()
-        again = tokenize_splits(split, base, config, home)
+        again = tokenize_splits(split, base, config, Storage.local(home.cache))
         cached = time.perf_counter() - started
         assert again.skipped
 

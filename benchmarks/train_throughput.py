@@ -81,6 +81,7 @@ def adapterflow(model_dir: str, train: list, steps: int, batch: int, out: str, q
     from adapterflow.data.tables import TableWriter
     from adapterflow.devices import select_precision
     from adapterflow.home import Home
+from adapterflow.storage import Storage
     from adapterflow.records import BaseModelRef, SplitResult
     from adapterflow.training.trainer import train_adapter
     from schemas.method import LoraMethod
@@ -95,12 +96,12 @@ def adapterflow(model_dir: str, train: list, steps: int, batch: int, out: str, q
         table = writer.close()
     split = SplitResult(train=table, eval=table, fingerprint="bench")
     base = BaseModelRef(name="smollm2", path=model_dir, sha256="bench")
-    tokenized = tokenize_splits(split, base, TokenizeConfig(max_length=MAX_LENGTH), Home(folder / "home"))
+    tokenized = tokenize_splits(split, base, TokenizeConfig(max_length=MAX_LENGTH), Storage.local(folder / "cache"))
     device = torch.device("cpu")
     precision = select_precision("auto", device)
     config = TrainingConfig(max_steps=steps, batch_size=batch, learning_rate=3e-4, logging_steps=100, warmup_ratio=0.05)
     method = LoraMethod(type="lora", r=16, alpha=32, dropout=0.0)
-    outcome = train_adapter(Path(tokenized.path), base, method, config, device, precision, folder / "run", max_length=MAX_LENGTH)
+    outcome = train_adapter(Path(tokenized.uri), base, method, config, device, precision, folder / "run", max_length=MAX_LENGTH)
     queue.put({"seconds": outcome.metrics["train/runtime_seconds"], "real_tokens": outcome.metrics["train/real_tokens"],
                "padding_share": outcome.metrics["train/padding_share"], "precision": precision,
                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "adapter": str(outcome.output_dir)})

@@ -1,20 +1,59 @@
-"""Where and how the flow runs."""
+"""Where the flow runs: device, caching, shared storage and, in distributed mode, the work pools."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
-from schemas.base import StrictModel
+from schemas.base import StrictModel, resolve_config_path
+
+
+class PoolsConfig(StrictModel):
+    """Prefect work pools by role."""
+
+    default: str = Field("cpu", description="the pipeline and the data stages")
+    gpu: str = Field("cuda", description="training and evaluation")
 
 
 class ExecutionConfig(StrictModel):
-    """Device selection and content-addressed caching."""
+    """Device selection, content-addressed caching, and where each stage runs."""
 
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU")
     cache: bool = Field(True, description="reuse tokenized data, adapters and evaluations whose inputs are unchanged")
     workers: int = Field(0, ge=0, le=256, description="processes for the data stages; 0: one per CPU core")
+    mode: Literal["local", "distributed"] = Field(
+        "local", description="local: every stage in this process; distributed: training and evaluation run as "
+        "flows on the GPU work pool (deploy them with `adapterflow deploy`)"
+    )
+    storage: str | None = Field(
+        None, description="the content-addressed store stages share: a folder or s3://bucket/prefix (credentials "
+        "and endpoint from AWS_* / AWS_ENDPOINT_URL); default $ADAPTERFLOW_STORAGE, else ADAPTERFLOW_HOME/cache"
+    )
+    pools: PoolsConfig = PoolsConfig()
+    gpu_job_variables: dict[str, Any] = Field(
+        default_factory=dict, description="job variables of the GPU flow runs (e.g. env, a GPU count for a "
+        "Kubernetes base job template)"
+    )
+    gpu_concurrency: int | None = Field(
+        None, ge=1, description="flow runs the GPU pool runs at once (set on the pool by `adapterflow deploy`)"
+    )
+    pickup_timeout_s: float = Field(
+        600, gt=0, description="how long a GPU stage waits for a worker of the GPU pool to start it"
+    )
+    retrain_lock_timeout_s: float | None = Field(
+        None, gt=0, description="how long a run waits while another run of the same registered model trains; "
+        "None: as long as it takes"
+    )
+
+    @field_validator("storage")
+    @classmethod
+    def _local_paths_from_config(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or "://" in value:
+            return value
+        from pathlib import Path
+
+        return str(resolve_config_path(Path(value), info, must_exist=False))
 
     @property
     def data_workers(self) -> int:

@@ -16,15 +16,16 @@ from adapterflow.data.expectations import evaluated_count, failed_expectations, 
 from adapterflow.errors import ValidationGateFailed
 from adapterflow.records import RunContext, TokenizedData, ValidationResult
 from adapterflow.stage import stage, stage_logger
+from adapterflow.storage import run_storage
 from adapterflow.tracking import RunTracker
 from schemas.data import ValidationConfig
 
 
-def token_frame(tokenized: TokenizedData) -> pd.DataFrame:
+def token_frame(tokenized_dir: Path) -> pd.DataFrame:
     """Per-example statistics of both splits, dropped examples included."""
     frames = []
     for name in ("train", "eval"):
-        frame = pq.read_table(Path(tokenized.path) / f"{name}_examples.parquet").to_pandas()
+        frame = pq.read_table(tokenized_dir / f"{name}_examples.parquet").to_pandas()
         frame["split"] = name
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)
@@ -44,8 +45,8 @@ def token_suite(config: ValidationConfig, chat: bool) -> list[dict]:
     return expectations
 
 
-def check_token_stats(tokenized: TokenizedData, config: ValidationConfig, chat: bool, out_dir: Path) -> ValidationResult:
-    frame = token_frame(tokenized)
+def check_token_stats(tokenized_dir: Path, config: ValidationConfig, chat: bool, out_dir: Path) -> ValidationResult:
+    frame = token_frame(tokenized_dir)
     results = run_suites({"tokens": frame}, {"tokens": token_suite(config, chat)}, None)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = out_dir / "token_checks.json"
@@ -58,7 +59,7 @@ def check_token_stats(tokenized: TokenizedData, config: ValidationConfig, chat: 
 @stage("check_tokens", retries=1)
 def check_tokens(tokenized: TokenizedData, config: ValidationConfig, chat: bool, run: RunContext) -> ValidationResult:
     """Stop the run when too many examples are truncated or unlearnable, or a template drops end-of-turn."""
-    result = check_token_stats(tokenized, config, chat, Path(run.run_dir) / "validation")
+    result = check_token_stats(run_storage(run).fetch(tokenized.uri), config, chat, Path(run.run_dir) / "validation")
     RunTracker(run.mlflow_run_id).log_artifact(result.report_path, "validation")
     if not result.success:
         raise ValidationGateFailed(

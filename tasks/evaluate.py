@@ -20,19 +20,23 @@ from adapterflow.data.tables import iter_rows
 from adapterflow.devices import select_device, select_precision
 from adapterflow.evaluation import classification_metrics, generate_answers, response_perplexity
 from adapterflow.hashing import cache_key, sha256_files
-from adapterflow.home import Home
 from adapterflow.methods.artifacts import load_trained, read_manifest
 from adapterflow.methods.build import ModelSpec, load_base
 from adapterflow.models.base import load_tokenizer
-from adapterflow.records import BaseModelRef, EvalResult, RunContext, SplitResult, TokenizedData, TrainResult
+from adapterflow.records import (
+    BaseModelRef, DataTable, EvalResult, RunContext, SplitResult, TokenizedData, TrainResult,
+)
 from adapterflow.registry import ChampionRef, find_champion
 from adapterflow.stage import stage, stage_logger
+from adapterflow.storage import Storage, run_storage
 from adapterflow.tokenization import prompt_messages
 from adapterflow.tracking import RunTracker, eval_metric
 from adapterflow.training.data import TokenDataset
 from schemas.pipeline import PipelineConfig
 
 EVAL_VERSION = 3
+RESULT_FILE = "result.json"
+SAMPLES_ARTIFACT = "eval/samples.json"  # in the MLflow run: evaluation may run on another machine
 
 
 @dataclass
@@ -50,10 +54,10 @@ def adapter_identity(base_sha256: str, adapter_dir: str | Path) -> str:
     return cache_key(base_sha256, sha256_files(files))
 
 
-def contenders(base: BaseModelRef, trained: TrainResult, champion: ChampionRef | None) -> list[Contender]:
+def contenders(base: BaseModelRef, adapter_dir: Path, champion: ChampionRef | None) -> list[Contender]:
     models = [
         Contender("base", base.path, base.sha256),
-        Contender("candidate", base.path, adapter_identity(base.sha256, trained.adapter_dir), trained.adapter_dir),
+        Contender("candidate", base.path, adapter_identity(base.sha256, adapter_dir), str(adapter_dir)),
     ]
     if champion is not None:
         models.append(Contender("champion", champion.base_path, adapter_identity(champion.base_sha256, champion.adapter_dir),
@@ -74,10 +78,10 @@ def comparable_champion(champion: ChampionRef | None, tokenized: TokenizedData) 
     return champion
 
 
-def sample_conversations(split: SplitResult, count: int, system_prompt: str | None) -> tuple[list, list[str]]:
+def sample_conversations(eval_table: DataTable, count: int, system_prompt: str | None) -> tuple[list, list[str]]:
     """The first `count` eval prompts and their reference answers."""
     conversations, references = [], []
-    for row in islice(iter_rows(split.eval), count):
+    for row in islice(iter_rows(eval_table), count):
         if "messages" not in row:
             break
         messages = prompt_messages(row["messages"])
@@ -89,21 +93,21 @@ def sample_conversations(split: SplitResult, count: int, system_prompt: str | No
 
 
 def evaluate_contenders(
-    models: list[Contender], tokenized: TokenizedData, split: SplitResult, config: PipelineConfig, home: Home
+    models: list[Contender], tokenized: TokenizedData, eval_table: DataTable, config: PipelineConfig, storage: Storage
 ) -> dict[str, dict]:
-    """{model name: {"metrics": {...}, "answers": [...]}} for every contender, cached per model."""
+    """{model name: {"metrics": {...}, "answers": [...]}} for every contender, cached per model in the store."""
     device = select_device(config.execution.device)
     precision = select_precision(config.training.precision, device)
     settings = config.evaluation
-    conversations, _ = sample_conversations(split, settings.sample_generations, config.tokenize.system_prompt)
-    dataset = TokenDataset(Path(tokenized.path) / "eval.parquet")
+    conversations, _ = sample_conversations(eval_table, settings.sample_generations, config.tokenize.system_prompt)
+    dataset = TokenDataset(storage.fetch(tokenized.uri) / "eval.parquet")
     results: dict[str, dict] = {}
     for contender in models:
         key = cache_key("eval", EVAL_VERSION, contender.identity, tokenized.key, conversations,
                         settings.max_new_tokens, settings.sample_generations, precision, device.type)
-        cached = home.cache_dir("evaluations", key) / "result.json"
-        if config.execution.cache and cached.is_file():
-            results[contender.name] = json.loads(cached.read_text()) | {"skipped": True}
+        cached = storage.lookup("evaluations", key, RESULT_FILE) if config.execution.cache else None
+        if cached is not None:
+            results[contender.name] = json.loads((cached / RESULT_FILE).read_text()) | {"skipped": True}
             continue
         model, tokenizer = load_contender(contender, tokenized, device)
         if tokenized.task == "classification":
@@ -116,8 +120,9 @@ def evaluate_contenders(
                                           precision, packed=packed)
             answers = generate_answers(model, tokenizer, conversations, settings.max_new_tokens, device, precision)
         results[contender.name] = {"metrics": metrics, "answers": answers}
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_text(json.dumps(results[contender.name], indent=2))
+        staging = storage.staging_dir("evaluation")
+        (staging / RESULT_FILE).write_text(json.dumps(results[contender.name], indent=2))
+        storage.publish(staging, "evaluations", key, RESULT_FILE, replace=True)
         del model  # one model in memory at a time
     return results
 
@@ -135,15 +140,15 @@ def load_contender(contender: Contender, tokenized: TokenizedData, device):  # n
 
 
 def samples_table(
-    split: SplitResult, results: dict[str, dict], count: int, system_prompt: str | None, label_names: list[str],
+    eval_table: DataTable, results: dict[str, dict], count: int, system_prompt: str | None, label_names: list[str],
 ) -> pd.DataFrame:
-    if split.eval.task == "classification":  # the rows tokenization kept (labels seen in training), in order
-        rows = list(islice((row for row in iter_rows(split.eval) if row["label"] in label_names), count))
+    if eval_table.task == "classification":  # the rows tokenization kept (labels seen in training), in order
+        rows = list(islice((row for row in iter_rows(eval_table) if row["label"] in label_names), count))
         table = {"text": [row["text"] for row in rows], "reference": [row["label"] for row in rows]}
         for name, result in results.items():
             table[name] = result["answers"][: len(rows)]
         return pd.DataFrame(table)
-    conversations, references = sample_conversations(split, count, system_prompt)
+    conversations, references = sample_conversations(eval_table, count, system_prompt)
     table = {"prompt": [c[-1]["content"] for c in conversations], "reference": references}
     for name, result in results.items():
         table[name] = result["answers"][: len(conversations)]
@@ -156,20 +161,21 @@ def evaluate(
     config: PipelineConfig, run: RunContext,
 ) -> EvalResult:
     """Evaluate base, candidate and champion; log `eval/<model>/<metric>` and the samples table."""
-    home = Home(Path(run.home))
+    storage = run_storage(run)
     champion = find_champion(config.registered_model_name) if config.evaluation.compare_champion else None
     champion = comparable_champion(champion, tokenized)
-    results = evaluate_contenders(contenders(base, trained, champion), tokenized, split, config, home)
+    eval_table = split.eval.model_copy(update={"path": str(storage.fetch(split.uri) / "eval.parquet")})
+    adapter_dir = storage.fetch(trained.uri) / "adapter"
+    results = evaluate_contenders(contenders(base, adapter_dir, champion), tokenized, eval_table, config, storage)
     tracker = RunTracker(run.mlflow_run_id)
     tracker.log_metrics({eval_metric(name, metric): value for name, result in results.items()
                          for metric, value in result["metrics"].items()})
     samples_path = None
     if config.evaluation.sample_generations:
-        table = samples_table(split, results, config.evaluation.sample_generations, config.tokenize.system_prompt,
-                              tokenized.label_names)
-        samples_path = str(Path(run.run_dir) / "eval_samples.json")
-        table.to_json(samples_path, orient="records", indent=2)
-        tracker.log_table(table, "eval/samples.json")
+        table = samples_table(eval_table, results, config.evaluation.sample_generations,
+                              config.tokenize.system_prompt, tokenized.label_names)
+        tracker.log_table(table, SAMPLES_ARTIFACT)
+        samples_path = SAMPLES_ARTIFACT
     logger = stage_logger()
     primary = "macro_f1" if tokenized.task == "classification" else "perplexity"
     for name, result in results.items():

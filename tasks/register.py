@@ -9,6 +9,7 @@ from adapterflow.evaluation import EVAL_METRICS
 from adapterflow.records import BaseModelRef, EvalResult, RegisteredVersion, RunContext, SplitResult, TrainResult
 from adapterflow.registry import register_adapter, set_aliases
 from adapterflow.stage import stage, stage_logger
+from adapterflow.storage import run_storage
 from adapterflow.tracking import (
     ALIAS_CHALLENGER, TAG_BASE_MODEL, TAG_BASE_MODEL_SHA, TAG_CODE_VERSION, TAG_CONFIG_SHA,
     TAG_DATASET_FINGERPRINT, TAG_FLOW_RUN, TAG_METHOD, code_version,
@@ -48,8 +49,9 @@ def register(
     name = config.registered_model_name
     tags = lineage_tags(base, split, config, run)
     tags |= {f"eval.candidate.{metric}": f"{value:.6g}" for metric, value in evaluation.metrics["candidate"].items()}
+    adapter_dir = run_storage(run).fetch(trained.uri) / "adapter"
     version, uri = register_adapter(
-        client, run.mlflow_run_id, name, trained.adapter_dir, base, tags, version_description(evaluation, config)
+        client, run.mlflow_run_id, name, str(adapter_dir), base, tags, version_description(evaluation, config)
     )
     set_aliases(client, name, {ALIAS_CHALLENGER: version})
     stage_logger().info("registered %s version %s as %s", name, version, ALIAS_CHALLENGER)

@@ -13,6 +13,7 @@ from adapterflow.data.report import build_report
 from adapterflow.records import (
     DedupResult, FilterResult, IngestResult, RedactResult, RunContext, SplitResult, TokenizedData, ValidationResult,
 )
+from adapterflow.storage import run_storage
 from adapterflow.tracking import RunTracker
 
 
@@ -24,8 +25,8 @@ def report_data(
 ) -> dict[str, Any]:
     """Write data/report.json and data/lengths.png into the run folder and the MLflow run."""
     out_dir = Path(run.run_dir) / "data"
-    report, plot = build_report(ingested, cleaned, redacted, deduped, validated, splits, tokenized, token_checks,
-                                max_length, out_dir)
+    report, plot = build_report(ingested, cleaned, redacted, deduped, validated, splits, tokenized,
+                                run_storage(run).fetch(tokenized.uri), token_checks, max_length, out_dir)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     tracker = RunTracker(run.mlflow_run_id)
     tracker.log_artifact(out_dir / "report.json", "data")

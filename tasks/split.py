@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,15 @@ from adapterflow.data.scan import read_group, scan_table
 from adapterflow.data.tables import TableWriter, iter_rows
 from adapterflow.errors import DataError
 from adapterflow.hashing import KEY_LENGTH, RowHasher
-from adapterflow.home import Home
 from adapterflow.records import DataTable, FilterResult, RunContext, SplitResult
 from adapterflow.stage import stage, stage_logger
+from adapterflow.storage import Storage, run_storage
 from adapterflow.tracking import TAG_DATASET_FINGERPRINT, RunTracker
 from schemas.data import LeakageConfig, SplitConfig
 
 HASH_SCALE = float(1 << 64)
 LEAK_EXAMPLES = 10
+FINGERPRINT_FILE = "fingerprint.txt"  # written last: its presence marks a complete dataset folder
 
 
 def split_positions(prompt_keys: np.ndarray, seed: int) -> np.ndarray:
@@ -120,10 +120,11 @@ def fingerprint(train: DataTable, held_out: DataTable) -> str:
     return hashlib.sha256(":".join(sides).encode()).hexdigest()
 
 
-def split_rows(rows: FilterResult, config: SplitConfig, leakage: LeakageConfig, home: Home, workers: int) -> SplitResult:
-    """Write train and eval tables under cache/datasets/<fingerprint>/."""
-    home.cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="split-", dir=home.cache))
+def split_rows(
+    rows: FilterResult, config: SplitConfig, leakage: LeakageConfig, storage: Storage, workers: int
+) -> SplitResult:
+    """Write train and eval tables into the store's datasets/<fingerprint>/."""
+    staging = storage.staging_dir("split")
     try:
         keys = scan_table(Path(rows.table.path), None, staging, workers, view="prompt").exact_keys
         if len(keys) < 2:
@@ -138,14 +139,12 @@ def split_rows(rows: FilterResult, config: SplitConfig, leakage: LeakageConfig, 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    target = home.cache_dir("datasets", digest[:KEY_LENGTH])
-    skipped = target.exists()
-    if skipped:
-        shutil.rmtree(staging)
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging.replace(target)
+    key = digest[:KEY_LENGTH]
+    skipped = storage.lookup("datasets", key, FINGERPRINT_FILE) is not None
+    (staging / FINGERPRINT_FILE).write_text(digest)
+    target = storage.publish(staging, "datasets", key, FINGERPRINT_FILE)
     return SplitResult(
+        uri=storage.uri("datasets", key),
         train=train.model_copy(update={"path": str(target / "train.parquet")}),
         eval=held_out.model_copy(update={"path": str(target / "eval.parquet")}),
         fingerprint=digest, dropped=dropped, leak_examples=examples, skipped=skipped,
@@ -155,7 +154,7 @@ def split_rows(rows: FilterResult, config: SplitConfig, leakage: LeakageConfig, 
 @stage("split", retries=2)
 def split(rows: FilterResult, config: SplitConfig, leakage: LeakageConfig, workers: int, run: RunContext) -> SplitResult:
     """Split, remove leaked eval rows, and record the dataset fingerprint and both splits in MLflow."""
-    result = split_rows(rows, config, leakage, Home(Path(run.home)), workers)
+    result = split_rows(rows, config, leakage, run_storage(run), workers)
     tracker = RunTracker(run.mlflow_run_id)
     tracker.set_tags({TAG_DATASET_FINGERPRINT: result.fingerprint})
     tracker.log_metrics({

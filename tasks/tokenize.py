@@ -8,8 +8,6 @@ unchanged re-run skips the work, and any change to one of them tokenizes again.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -19,16 +17,17 @@ import pyarrow.parquet as pq
 
 from adapterflow.data.tables import iter_batches
 from adapterflow.hashing import cache_key
-from adapterflow.home import Home
 from adapterflow.models.base import load_tokenizer
 from adapterflow.records import BaseModelRef, DataTable, RunContext, SplitResult, TokenizedData
 from adapterflow.stage import stage, stage_logger
+from adapterflow.storage import Storage, run_storage
 from adapterflow.task_tokenizers import ClassificationTokenizer, TextTokenizer
 from adapterflow.tokenization import ChatTokenizer, TokenizedBatch, apply_template_choice, tokenizer_fingerprint
 from adapterflow.tracking import RunTracker
 from schemas.tokenize import TokenizeConfig
 
 TOKENIZE_VERSION = 5  # bump when the output of tokenization changes for the same inputs
+STATS_FILE = "stats.json"  # written last: its presence marks a complete folder
 BATCH_ROWS = 16384  # large batches keep every core of the Rust tokenizer busy
 TOKENS_SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32()))])
 EXAMPLES_SCHEMA = pa.schema([("tokens", pa.int32()), ("label_tokens", pa.int32()), ("truncated", pa.bool_()),
@@ -108,19 +107,19 @@ def task_tokenizer(tokenizer, task: str, config: TokenizeConfig, labels: list[st
     return ChatTokenizer(tokenizer, config.max_length, config.system_prompt, config.train_on_prompts)
 
 
-def tokenize_splits(split: SplitResult, base: BaseModelRef, config: TokenizeConfig, home: Home) -> TokenizedData:
-    """Tokenize train and eval into cache/tokenized/<key>/, or reuse what is there."""
+def tokenize_splits(split: SplitResult, base: BaseModelRef, config: TokenizeConfig, storage: Storage) -> TokenizedData:
+    """Tokenize train and eval into the store's tokenized/<key>/, or reuse what is there."""
     task = split.train.task
     tokenizer = load_tokenizer(base.path)
     labels = label_names(split.train) if task == "classification" else []
     chosen = task_tokenizer(tokenizer, task, config, labels)
     key = tokenized_key(split, tokenizer_fingerprint(tokenizer), config)
-    target = home.cache_dir("tokenized", key)
-    if (target / "stats.json").is_file():
-        saved = json.loads((target / "stats.json").read_text())
-        return TokenizedData(key=key, path=str(target), skipped=True, **saved)
-    home.cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="tokenized-", dir=home.cache))
+    uri = storage.uri("tokenized", key)
+    found = storage.lookup("tokenized", key, STATS_FILE)
+    if found is not None:
+        saved = json.loads((found / STATS_FILE).read_text())
+        return TokenizedData(key=key, uri=uri, skipped=True, **saved)
+    staging = storage.staging_dir("tokenized")
     counts, dropped, stats = {}, Counter(), Counter()
     for name, table in (("train", split.train), ("eval", split.eval)):
         counts[name], split_dropped, split_stats = tokenize_table(table, chosen, staging / f"{name}.parquet")
@@ -139,19 +138,15 @@ def tokenize_splits(split: SplitResult, base: BaseModelRef, config: TokenizeConf
             "label_tokens": float(stats["label_tokens"]),
         },
     }
-    (staging / "stats.json").write_text(json.dumps(summary, indent=2))
-    if target.exists():  # a concurrent run got there first; both wrote the same content
-        shutil.rmtree(staging)
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging.replace(target)
-    return TokenizedData(key=key, path=str(target), **summary)
+    (staging / STATS_FILE).write_text(json.dumps(summary, indent=2))
+    storage.publish(staging, "tokenized", key, STATS_FILE)  # a concurrent run may have published the same content
+    return TokenizedData(key=key, uri=uri, **summary)
 
 
 @stage("tokenize", retries=2)
 def tokenize(split: SplitResult, base: BaseModelRef, config: TokenizeConfig, run: RunContext) -> TokenizedData:
     """Tokenize both splits with the base model's tokenizer and log token statistics."""
-    result = tokenize_splits(split, base, config, Home(Path(run.home)))
+    result = tokenize_splits(split, base, config, run_storage(run))
     RunTracker(run.mlflow_run_id).log_metrics(
         {f"data/{name}": value for name, value in result.stats.items()}
         | {f"data/dropped/{reason}": count for reason, count in result.dropped.items()}

@@ -19,6 +19,7 @@ from adapterflow.hashing import sha256_json
 from adapterflow.home import Home
 from adapterflow.records import RunContext
 from adapterflow.stage import stage_logger
+from adapterflow.storage import Storage
 from adapterflow.tracking import (
     TAG_CODE_VERSION, TAG_CONFIG_SHA, TAG_FLOW_RUN, TAG_RUN_KIND, TAG_RUN_NAME, RunTracker, code_version, ensure_experiment,
     flatten_params,
@@ -49,7 +50,7 @@ def open_run(
     tracker.log_artifact(run_dir / "config.yaml", "config")
     return RunContext(
         run_name=run_name, run_dir=str(run_dir), home=str(home.root), mlflow_run_id=mlflow_run.info.run_id,
-        experiment=config.name, config_sha256=config_sha,
+        experiment=config.name, config_sha256=config_sha, storage=Storage.resolve(config.execution.storage, home).root,
     )
 
 

@@ -47,7 +47,7 @@ def data_counts(
     }
 
 
-def length_summary(splits: SplitResult, tokenized: TokenizedData) -> dict[str, dict[str, float]]:
+def length_summary(splits: SplitResult, tokenized_dir: Path) -> dict[str, dict[str, float]]:
     """Percentiles of prompt and response characters and of tokens per example, over train and eval."""
     prompts, responses = [], []
     for table in (splits.train, splits.eval):
@@ -56,7 +56,7 @@ def length_summary(splits: SplitResult, tokenized: TokenizedData) -> dict[str, d
             prompts.append(pc.utf8_length(prompt).to_numpy(zero_copy_only=False))
             responses.append(pc.utf8_length(response).to_numpy(zero_copy_only=False))
     tokens = np.concatenate([
-        pq.read_table(Path(tokenized.path) / f"{name}_examples.parquet", columns=["tokens"]).column("tokens").to_numpy()
+        pq.read_table(tokenized_dir / f"{name}_examples.parquet", columns=["tokens"]).column("tokens").to_numpy()
         for name in ("train", "eval")
     ])
     series = {"prompt_chars": np.concatenate(prompts), "response_chars": np.concatenate(responses), "tokens": tokens}
@@ -88,11 +88,11 @@ def plot_lengths(series: dict[str, np.ndarray], max_length: int, path: Path) -> 
 
 def build_report(
     ingested: IngestResult, cleaned: FilterResult, redacted: RedactResult, deduped: DedupResult,
-    validated: ValidationResult, splits: SplitResult, tokenized: TokenizedData, token_checks: ValidationResult,
-    max_length: int, out_dir: Path,
+    validated: ValidationResult, splits: SplitResult, tokenized: TokenizedData, tokenized_dir: Path,
+    token_checks: ValidationResult, max_length: int, out_dir: Path,
 ) -> tuple[dict[str, Any], Path]:
     """The report dict and the histogram PNG written next to it."""
-    lengths, series = length_summary(splits, tokenized)
+    lengths, series = length_summary(splits, tokenized_dir)
     plot = out_dir / "lengths.png"
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_lengths(series, max_length, plot)

@@ -9,6 +9,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from adapterflow.home import Home
+from adapterflow.storage import Storage
 from adapterflow.records import BaseModelRef, TokenizedData
 from schemas.data import LeakageConfig, SplitConfig
 from schemas.method import Method, MethodVariant
@@ -57,8 +58,8 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tin
     ):
         base = BaseModelRef(name=model_dir.name, path=str(model_dir), sha256=f"sha-{task}")
         split = split_rows(filtered(folder / task, rows, task), SplitConfig(eval_size=0.2, max_eval_rows=None),
-                           LeakageConfig(enabled=False), home, 1)
-        tokenized = tokenize_splits(split, base, TokenizeConfig(max_length=64), home)
+                           LeakageConfig(enabled=False), Storage.local(home.cache), 1)
+        tokenized = tokenize_splits(split, base, TokenizeConfig(max_length=64), Storage.local(home.cache))
         result[task] = Prepared(base, tokenized, BaseModelRef(name="wide", path=str(wide_dir), sha256=f"wide-{task}"))
     return result
 

@@ -31,7 +31,7 @@ MERGEABLE = {
 def trained(prepared: Prepared, options: dict, folder: Path) -> tuple[Path, str]:
     method = method_of(options)
     base = prepared.wide_base if method.type == "qlora" else prepared.base
-    outcome = train_adapter(Path(prepared.tokenized.path), base, method, training_for(method, "sft"), CPU, "fp32", folder)
+    outcome = train_adapter(Path(prepared.tokenized.uri), base, method, training_for(method, "sft"), CPU, "fp32", folder)
     return outcome.output_dir, base.path
 
 

@@ -61,7 +61,7 @@ CASES = [
 
 def train_loss(model: torch.nn.Module, prepared: Prepared, method: MethodVariant) -> float:
     """The loss on the (whole) training split, the same way evaluation measures it."""
-    dataset = TokenDataset(Path(prepared.tokenized.path) / "train.parquet")
+    dataset = TokenDataset(Path(prepared.tokenized.uri) / "train.parquet")
     pad = load_tokenizer(prepared.base.path).pad_token_id
     if prepared.tokenized.task == "classification":
         return classification_metrics(model, dataset, pad, 8, CPU, "fp32")[0]["loss"]
@@ -78,7 +78,7 @@ def initial_model(method: MethodVariant, prepared: Prepared, config: TrainingCon
 
 @torch.no_grad()
 def probe_logits(model: torch.nn.Module, prepared: Prepared) -> torch.Tensor:
-    example = TokenDataset(Path(prepared.tokenized.path) / "eval.parquet")[0]
+    example = TokenDataset(Path(prepared.tokenized.uri) / "eval.parquet")[0]
     ids = torch.tensor(example["input_ids"][:32], dtype=torch.long)[None]
     return model.eval()(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.float()
 
@@ -94,7 +94,7 @@ def test_method_trains_registers_and_reloads(
     config = training_for(method, task)
     before = train_loss(initial_model(method, data, config), data, method)
 
-    outcome = train_adapter(Path(data.tokenized.path), data.base, method, config, CPU, "fp32", tmp_path / "run",
+    outcome = train_adapter(Path(data.tokenized.uri), data.base, method, config, CPU, "fp32", tmp_path / "run",
                             task=task, label_names=data.tokenized.label_names)
     trained_logits = probe_logits(outcome.model, data)
     after = train_loss(outcome.model, data, method)
@@ -118,7 +118,7 @@ def test_method_trains_registers_and_reloads(
 def test_bitfit_on_a_model_without_biases_says_so(prepared: dict[str, Prepared], tmp_path: Path) -> None:
     data = prepared["sft"]
     with pytest.raises(AdapterflowError, match="has none .llama-style models have no biases") as raised:
-        train_adapter(Path(data.tokenized.path), data.base, method_of({"type": "bitfit"}), training_for(method_of(
+        train_adapter(Path(data.tokenized.uri), data.base, method_of({"type": "bitfit"}), training_for(method_of(
             {"type": "bitfit"}), "sft"), CPU, "fp32", tmp_path / "run")
     assert "lora" in raised.value.hint
 
@@ -127,14 +127,14 @@ def test_freezing_more_layers_than_the_model_has_says_how_many_there_are(prepare
     data = prepared["sft"]
     method = method_of({"type": "freeze", "trainable_layers": 5})
     with pytest.raises(AdapterflowError, match="trainable_layers is 5 but the model has 2 layers"):
-        train_adapter(Path(data.tokenized.path), data.base, method, training_for(method, "sft"), CPU, "fp32", tmp_path)
+        train_adapter(Path(data.tokenized.uri), data.base, method, training_for(method, "sft"), CPU, "fp32", tmp_path)
 
 
 def test_an_encoder_is_refused_for_causal_language_modelling(prepared: dict[str, Prepared], tmp_path: Path) -> None:
     data, encoder = prepared["pretrain"], prepared["classification"].base
     method = method_of({"type": "lora"})
     with pytest.raises(AdapterflowError, match="not a causal .decoder. language model") as raised:
-        train_adapter(Path(data.tokenized.path), encoder, method, training_for(method, "pretrain"), CPU, "fp32", tmp_path,
+        train_adapter(Path(data.tokenized.uri), encoder, method, training_for(method, "pretrain"), CPU, "fp32", tmp_path,
                       task="pretrain")
     assert "classification" in raised.value.hint
 
@@ -143,4 +143,4 @@ def test_target_modules_that_match_nothing_are_a_clear_error(prepared: dict[str,
     data = prepared["sft"]
     method = method_of({"type": "lora", "target_modules": ["attention.query"]})
     with pytest.raises(AdapterflowError, match="does not apply to LlamaForCausalLM"):
-        train_adapter(Path(data.tokenized.path), data.base, method, training_for(method, "sft"), CPU, "fp32", tmp_path)
+        train_adapter(Path(data.tokenized.uri), data.base, method, training_for(method, "sft"), CPU, "fp32", tmp_path)

@@ -7,19 +7,18 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from adapterflow.records import TokenizedData
 from schemas.data import ValidationConfig
 from tasks.check_tokens import check_token_stats
 from tasks.tokenize import EXAMPLES_SCHEMA
 
 
-def tokenized(tmp_path: Path, truncated: list[bool], end_of_turn: list[bool], label_tokens: list[int]) -> TokenizedData:
+def tokenized(tmp_path: Path, truncated: list[bool], end_of_turn: list[bool], label_tokens: list[int]) -> Path:
     count = len(truncated)
     table = pa.table({"tokens": [10] * count, "label_tokens": label_tokens, "truncated": truncated,
                       "end_of_turn": end_of_turn}, schema=EXAMPLES_SCHEMA)
     for name in ("train", "eval"):
         pq.write_table(table, tmp_path / f"{name}_examples.parquet")
-    return TokenizedData(key="k", path=str(tmp_path), train_rows=count, eval_rows=count, dropped={}, stats={})
+    return tmp_path
 
 
 def test_healthy_examples_pass(tmp_path: Path) -> None:

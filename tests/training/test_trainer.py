@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from adapterflow.home import Home
+from adapterflow.storage import Storage
 from adapterflow.records import BaseModelRef
 from adapterflow.training.trainer import train_adapter
 from schemas.data import LeakageConfig, SplitConfig
@@ -23,11 +24,11 @@ def test_lora_training_lowers_the_loss_and_saves_only_the_adapter(tmp_path: Path
     home.cache.mkdir(parents=True)
     base = BaseModelRef(name="tiny", path=str(tiny_model_dir), sha256="x")
     split = split_rows(filtered(tmp_path / "data", questions(24)), SplitConfig(eval_size=0.2, max_eval_rows=None),
-                       LeakageConfig(enabled=False), home, 1)
-    tokenized = tokenize_splits(split, base, TokenizeConfig(max_length=64), home)
+                       LeakageConfig(enabled=False), Storage.local(home.cache), 1)
+    tokenized = tokenize_splits(split, base, TokenizeConfig(max_length=64), Storage.local(home.cache))
     config = TrainingConfig(max_steps=20, batch_size=4, learning_rate=0.02, logging_steps=2, precision="fp32",
                             warmup_ratio=0.0, lr_scheduler="constant")
-    outcome = train_adapter(Path(tokenized.path), base, LoraMethod(type="lora", r=4), config, torch.device("cpu"),
+    outcome = train_adapter(Path(tokenized.uri), base, LoraMethod(type="lora", r=4), config, torch.device("cpu"),
                             "fp32", tmp_path / "out")
     losses = [entry["train/loss"] for entry in outcome.history]
     assert len(losses) == 11  # the first step, then every 2 steps
