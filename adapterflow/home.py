@@ -43,6 +43,10 @@ class Home:
     def runs(self) -> Path:
         return self.root / "runs"
 
+    @property
+    def stack(self) -> Path:
+        return self.root / "stack"
+
     def cache_dir(self, kind: str, key: str) -> Path:
         """A content-addressed folder: `cache/<kind>/<key>`."""
         return self.cache / kind / key

@@ -131,6 +131,14 @@ class PromotionResult(StageRecord):
     aliases: dict[str, str]
 
 
+class ChangeCheck(StageRecord):
+    """Whether this run retrains, and why: its inputs against the last successful run's."""
+
+    retrain: bool
+    reason: str
+    key: str
+
+
 class PreparedData(BaseModel):
     """What the data subflow hands to training: every data stage's record and the data report."""
 

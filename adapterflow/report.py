@@ -82,6 +82,13 @@ def metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
 
 def render_summary(console: Console, summary: dict[str, Any], ui_command: str) -> None:
     console.print()
+    if summary["outcome"] != "trained":
+        console.print(f"[bold]Nothing to do[/] for {summary['registered_model']}: {summary['reason']}", highlight=False)
+        aliases = ", ".join(f"{alias} -> v{version}" for alias, version in sorted(summary["aliases"].items()))
+        console.print(f"  no new version; aliases: {aliases or 'none'}", highlight=False)
+        console.print(f"MLflow run {summary['mlflow_run_id']} (tagged adapterflow.skipped=unchanged); "
+                      f"browse it with: [bold]{ui_command}[/]")
+        return
     console.print(data_table(summary["data"]))
     console.print(metrics_table(summary["metrics"]))
     training = summary["training"]

@@ -236,3 +236,8 @@ def _s3_download_folder(uri: str, target: Path) -> None:
 def run_storage(run: RunContext) -> Storage:
     """The store of a run as seen from this machine (its local copies under this machine's ADAPTERFLOW_HOME)."""
     return Storage.resolve(run.storage, Home.from_env())
+
+
+def record_name(run: RunContext, stage: str) -> str:
+    """Where a stage run on another machine leaves its record for the pipeline."""
+    return f"records/{run.mlflow_run_id}/{stage}.json"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapterflow.records import PreparedData, RunContext, StageRecord
+from adapterflow.records import ChangeCheck, PreparedData, RunContext, StageRecord
+from schemas.pipeline import PipelineConfig
+
+PIPELINE_AFTER_CHECK = ["data", "train", "evaluate", "register", "promote"]
 
 
 def build_summary(run: RunContext, data: PreparedData, stages: dict[str, StageRecord], method: str) -> dict[str, Any]:
@@ -14,6 +17,7 @@ def build_summary(run: RunContext, data: PreparedData, stages: dict[str, StageRe
     return {
         "mlflow_run_id": run.mlflow_run_id,
         "experiment": run.experiment,
+        "outcome": "trained",
         "run_name": run.run_name,
         "run_dir": run.run_dir,
         "registered_model": registered.model_name,
@@ -32,4 +36,27 @@ def build_summary(run: RunContext, data: PreparedData, stages: dict[str, StageRe
         "dataset_fingerprint": data.split.fingerprint,
         "timings": {name: record.seconds for name, record in stages.items()},
         "skipped": [name for name, record in stages.items() if record.skipped],
+    }
+
+
+def unchanged_summary(run: RunContext, config: PipelineConfig, stages: dict[str, StageRecord]) -> dict[str, Any]:
+    """The summary of a run that ended as a no-op: nothing changed since the last successful run."""
+    change = stages["check_changes"]
+    assert isinstance(change, ChangeCheck)
+    return {
+        "mlflow_run_id": run.mlflow_run_id,
+        "experiment": run.experiment,
+        "outcome": "skipped: unchanged",
+        "reason": change.reason,
+        "run_name": run.run_name,
+        "run_dir": run.run_dir,
+        "registered_model": config.registered_model_name,
+        "model_version": None,
+        "promoted": False,
+        "promotion_reason": f"no new version: {change.reason}",
+        "aliases": {},
+        "metrics": {},
+        "data": {},
+        "timings": {name: record.seconds for name, record in stages.items()},
+        "skipped": PIPELINE_AFTER_CHECK,
     }

@@ -6,33 +6,41 @@ from typing import Any
 
 from prefect import flow
 
-from adapterflow.summary import build_summary
+from adapterflow.home import configure_environment
+from adapterflow.locks import one_retrain_at_a_time
+from adapterflow.summary import build_summary, unchanged_summary
 from flows.data import prepare_data
+from flows.gpu import evaluate_stage, train_stage
 from schemas.pipeline import PipelineConfig
 from tasks.base_model import prepare_base_model
-from tasks.evaluate import evaluate
+from tasks.check_changes import check_changes
 from tasks.promote import promote
 from tasks.register import register
-from tasks.track import finish_tracking, mark_run_failed, start_tracking
-from tasks.train import train
+from tasks.track import finish_tracking, finish_unchanged, mark_run_failed, start_tracking
 
 
 @flow(name="adapterflow-finetune", on_failure=[mark_run_failed], on_crashed=[mark_run_failed])
 def finetune(config: PipelineConfig) -> dict[str, Any]:
     """Fine-tune an adapter on domain data, evaluate it, register it and promote it if it passes the gate.
 
-    base model -> data (ingest ... tokenize, see flows/data.py) -> train -> evaluate -> register -> promote,
-    all logged to one MLflow run; returns the run summary.
+    base model -> (one run per registered model at a time) check changes: a no-op when nothing changed ->
+    data (ingest ... tokenize, see flows/data.py) -> train -> evaluate (both on the GPU pool in distributed
+    mode, see flows/gpu.py) -> register -> promote, all logged to one MLflow run; returns the run summary.
     """
+    configure_environment()
     run = start_tracking(config)
     base = prepare_base_model(config.base_model, run)
-    data = prepare_data(config, base, run)
-    trained = train(data.tokenize, base, config, run)
-    evaluation = evaluate(trained, data.tokenize, data.split, base, config, run)
-    registered = register(trained, evaluation, base, data.split, config, run)
-    promotion = promote(registered, evaluation, config.registry.promotion, run)
+    with one_retrain_at_a_time(config.registered_model_name, config.execution.retrain_lock_timeout_s):
+        change = check_changes(config, base, run)
+        if not change.retrain:
+            return finish_unchanged(run, unchanged_summary(run, config, {"base_model": base, "check_changes": change}))
+        data = prepare_data(config, base, run)
+        trained = train_stage(data.tokenize, base, config, run)
+        evaluation = evaluate_stage(trained, data.tokenize, data.split, base, config, run)
+        registered = register(trained, evaluation, base, data.split, config, run)
+        promotion = promote(registered, evaluation, config.registry.promotion, run)
     summary = build_summary(run, data, {
-        "base_model": base, **data.stages(), "train": trained, "evaluate": evaluation,
+        "base_model": base, "check_changes": change, **data.stages(), "train": trained, "evaluate": evaluation,
         "register": registered, "promote": promotion,
     }, method=config.method.type)
     finish_tracking(run, summary)
@@ -45,6 +53,7 @@ def data_check(config: PipelineConfig) -> dict[str, Any]:
 
     base model (its tokenizer) -> data (ingest ... tokenize, see flows/data.py); no training.
     """
+    configure_environment()
     run = start_tracking(config, kind="data-check")
     base = prepare_base_model(config.base_model, run)
     data = prepare_data(config, base, run)

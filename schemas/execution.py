@@ -22,6 +22,10 @@ class ExecutionConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU")
     cache: bool = Field(True, description="reuse tokenized data, adapters and evaluations whose inputs are unchanged")
     workers: int = Field(0, ge=0, le=256, description="processes for the data stages; 0: one per CPU core")
+    skip_unchanged: bool = Field(
+        True, description="end a run as a no-op when its sources, config, base model and code equal the last "
+        "successful run's for the same registered model"
+    )
     mode: Literal["local", "distributed"] = Field(
         "local", description="local: every stage in this process; distributed: training and evaluation run as "
         "flows on the GPU work pool (deploy them with `adapterflow deploy`)"

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -18,6 +19,7 @@ from prefect.runtime import flow_run
 from adapterflow.hashing import sha256_json
 from adapterflow.home import Home
 from adapterflow.records import RunContext
+from adapterflow.retrain import TAG_SKIPPED
 from adapterflow.stage import stage_logger
 from adapterflow.storage import Storage
 from adapterflow.tracking import (
@@ -72,6 +74,21 @@ def close_run(run: RunContext, summary: dict[str, Any]) -> None:
 @task(name="finish_tracking", retries=3, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def finish_tracking(run: RunContext, summary: dict[str, Any]) -> None:
     close_run(run, summary)
+
+
+@task(name="finish_unchanged", retries=3, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def finish_unchanged(run: RunContext, summary: dict[str, Any]) -> dict[str, Any]:
+    """Close a no-op run: tagged as skipped, with the registered model's current aliases in its summary."""
+    client = MlflowClient()
+    try:
+        aliases = client.get_registered_model(summary["registered_model"]).aliases
+    except MlflowException:
+        aliases = {}
+    summary = summary | {"aliases": {alias: str(version) for alias, version in aliases.items()}}
+    RunTracker(run.mlflow_run_id, client).set_tags({TAG_SKIPPED: "unchanged"})
+    close_run(run, summary)
+    stage_logger().info("no-op: %s", summary["reason"])
+    return summary
 
 
 def mark_run_failed(flow: Any, failed_run: Any, state: Any) -> None:

@@ -36,6 +36,19 @@ def resolve_base_model(config: BaseModelConfig, home: Home) -> BaseModelRef:
     return BaseModelRef(name=config.name, path=str(folder), sha256=weights_sha256(folder, home))
 
 
+def base_model_here(base: BaseModelRef, config: BaseModelConfig) -> BaseModelRef:
+    """The run's base model on this machine (a worker of another machine): found by name, materialised when
+    missing, and refused unless its weights hash to what the pipeline resolved."""
+    here = resolve_base_model(config, Home.from_env())
+    if here.sha256 != base.sha256:
+        raise AdapterflowError(
+            f"base model {base.name!r} on this machine ({here.path}) has weights sha256 {here.sha256[:12]}..., "
+            f"the pipeline resolved {base.sha256[:12]}...",
+            hint="give every machine the same model files (or the same builtin package version)",
+        )
+    return here
+
+
 def package_folder(name: str, package: str) -> Path:
     """Where an installed package that ships a builtin model lives."""
     spec = importlib.util.find_spec(package)

@@ -65,7 +65,13 @@ def test_first_run_registers_and_promotes_then_retrain_is_gated(tmp_path: Path, 
     assert "model/artifacts/adapter/adapter_model.safetensors" in model_files
     assert not any(path.endswith("model.safetensors") and "adapter" not in Path(path).name for path in model_files)
 
-    second = run_flow(config_path)
+    unchanged = run_flow(config_path)
+    assert unchanged["outcome"] == "skipped: unchanged" and unchanged["model_version"] is None
+    assert unchanged["aliases"] == {"challenger": "1", "champion": "1"}
+    assert client.get_run(unchanged["mlflow_run_id"]).data.tags["adapterflow.skipped"] == "unchanged"
+    assert [v.version for v in client.search_model_versions("name='tiny-assistant'")] == ["1"]
+
+    second = run_flow(config_path, ["execution.skip_unchanged=false"])
     assert second["model_version"] == "2"
     assert second["promoted"] is False and "champion v1" in second["promotion_reason"]
     assert second["aliases"]["challenger"] == "2" and second["aliases"]["champion"] == "1"

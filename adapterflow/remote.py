@@ -1,0 +1,60 @@
+"""Run a stage as a deployed flow on a work pool and wait for it, with Prefect's own `run_deployment`.
+
+The child shows as a subflow of the pipeline; its failure fails the pipeline with the child's reason, and a
+run that no worker of the pool picks up in time is cancelled with a message naming the pool.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Cancelled
+
+from adapterflow.errors import AdapterflowError
+
+NOT_STARTED = {StateType.SCHEDULED, StateType.PENDING}
+POLL_SECONDS = 2.0
+
+
+def deployment_name(flow_name: str, config_name: str) -> str:
+    return f"{flow_name}/{config_name}"
+
+
+def run_on_pool(
+    flow_name: str, config_name: str, pool: str, parameters: dict[str, Any], job_variables: dict[str, Any],
+    pickup_timeout_s: float,
+) -> FlowRun:
+    """Start the flow's deployment for this config on `pool` and wait until it has finished successfully."""
+    name = deployment_name(flow_name, config_name)
+    try:
+        child = run_deployment(name, parameters=parameters, job_variables=job_variables or None, timeout=0,
+                               as_subflow=True)
+    except ObjectNotFound:
+        raise AdapterflowError(f"no deployment {name!r} on the Prefect server",
+                               hint="run `adapterflow deploy CONFIG` once (execution.mode is distributed)") from None
+    started = time.monotonic()
+    with get_client(sync_client=True) as client:
+        while True:
+            child = client.read_flow_run(child.id)
+            state = child.state
+            if state is not None and state.is_final():
+                break
+            if (state is None or state.type in NOT_STARTED) and time.monotonic() - started > pickup_timeout_s:
+                client.set_flow_run_state(child.id, Cancelled(message=f"no worker of pool {pool!r} picked it up"),
+                                          force=True)
+                raise AdapterflowError(
+                    f"{flow_name}: no worker of work pool {pool!r} picked up flow run {child.name} within "
+                    f"{pickup_timeout_s:.0f} s",
+                    hint=f"start one on a machine with the GPU: prefect worker start --pool {pool} "
+                         "(or raise execution.pickup_timeout_s)",
+                )
+            time.sleep(POLL_SECONDS)
+    if state.type != StateType.COMPLETED:
+        raise AdapterflowError(f"{flow_name} (flow run {child.name} on pool {pool!r}) ended {state.name}: "
+                               f"{state.message or 'no reason given'}")
+    return child

@@ -1,0 +1,78 @@
+"""Training and evaluation as flows of their own, for a worker of the GPU work pool on another machine.
+
+The worker shares only the Prefect server, the MLflow server and the store with the pipeline: its flows
+take records of storage URIs, find the base model by name in their own ADAPTERFLOW_HOME (checked by
+sha256), and hand their record back through the store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from pydantic import BaseModel
+
+from adapterflow.home import configure_environment
+from adapterflow.models.base import base_model_here
+from adapterflow.remote import run_on_pool
+from adapterflow.records import BaseModelRef, EvalResult, RunContext, SplitResult, TokenizedData, TrainResult
+from adapterflow.storage import record_name, run_storage
+from schemas.pipeline import PipelineConfig
+from tasks.evaluate import evaluate
+from tasks.train import train
+
+TRAIN_FLOW = "adapterflow-train"
+EVALUATE_FLOW = "adapterflow-evaluate"
+
+
+def config_here(config: dict[str, Any]) -> PipelineConfig:
+    """The pipeline's config, validated without requiring its data files on this machine."""
+    return PipelineConfig.model_validate(config, context={"foreign_paths": True})
+
+
+@flow(name=TRAIN_FLOW)
+def train_on_worker(tokenized: TokenizedData, base: BaseModelRef, config: dict[str, Any], run: RunContext) -> str:
+    """Train (or reuse) the adapter on this worker; the record goes to the store, its name is returned."""
+    configure_environment()
+    pipeline = config_here(config)
+    record = train(tokenized, base_model_here(base, pipeline.base_model), pipeline, run)
+    return run_storage(run).put_json(record_name(run, "train"), record.model_dump(mode="json"))
+
+
+@flow(name=EVALUATE_FLOW)
+def evaluate_on_worker(
+    trained: TrainResult, tokenized: TokenizedData, split: SplitResult, base: BaseModelRef, config: dict[str, Any],
+    run: RunContext,
+) -> str:
+    """Evaluate base, candidate and champion on this worker; the record goes to the store."""
+    configure_environment()
+    pipeline = config_here(config)
+    record = evaluate(trained, tokenized, split, base_model_here(base, pipeline.base_model), pipeline, run)
+    return run_storage(run).put_json(record_name(run, "evaluate"), record.model_dump(mode="json"))
+
+
+def train_stage(tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, run: RunContext) -> TrainResult:
+    """Train in this process (execution.mode local) or as a flow run on the GPU pool (distributed)."""
+    if config.execution.mode == "local":
+        return train(tokenized, base, config, run)
+    run_gpu_flow(TRAIN_FLOW, config, run, tokenized=tokenized, base=base)
+    return TrainResult.model_validate(run_storage(run).get_json(record_name(run, "train")))
+
+
+def evaluate_stage(
+    trained: TrainResult, tokenized: TokenizedData, split: SplitResult, base: BaseModelRef, config: PipelineConfig,
+    run: RunContext,
+) -> EvalResult:
+    """Evaluate in this process (execution.mode local) or as a flow run on the GPU pool (distributed)."""
+    if config.execution.mode == "local":
+        return evaluate(trained, tokenized, split, base, config, run)
+    run_gpu_flow(EVALUATE_FLOW, config, run, trained=trained, tokenized=tokenized, split=split, base=base)
+    return EvalResult.model_validate(run_storage(run).get_json(record_name(run, "evaluate")))
+
+
+def run_gpu_flow(flow_name: str, config: PipelineConfig, run: RunContext, **records: BaseModel) -> None:
+    execution = config.execution
+    parameters = {name: record.model_dump(mode="json") for name, record in records.items()}
+    parameters |= {"config": config.model_dump(mode="json"), "run": run.model_dump(mode="json")}
+    run_on_pool(flow_name, config.name, execution.pools.gpu, parameters, execution.gpu_job_variables,
+                execution.pickup_timeout_s)

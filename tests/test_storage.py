@@ -1,0 +1,57 @@
+"""The local store: complete folders only, published atomically, URIs that resolve back to folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapterflow.errors import AdapterflowError
+from adapterflow.home import Home
+from adapterflow.storage import STORAGE_ENV, Storage
+
+
+def test_default_is_the_home_cache_and_the_environment_overrides_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Home(tmp_path / "home")
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    assert Storage.resolve(None, home).root == str(home.cache)
+    monkeypatch.setenv(STORAGE_ENV, "s3://bucket/prefix/")
+    remote = Storage.resolve(None, home)
+    assert remote.is_remote and remote.root == "s3://bucket/prefix" and remote.mirror == home.cache
+    assert Storage.resolve(str(tmp_path / "shared"), home).root == str(tmp_path / "shared")
+
+
+@pytest.mark.parametrize("setting", ["s3://", "gs://bucket/x"])
+def test_unusable_settings_are_user_errors(tmp_path: Path, setting: str) -> None:
+    with pytest.raises(AdapterflowError, match="execution.storage"):
+        Storage.resolve(setting, Home(tmp_path))
+
+
+def test_a_folder_counts_once_its_marker_is_there(tmp_path: Path) -> None:
+    store = Storage.local(tmp_path / "store")
+    assert store.lookup("adapters", "k1", "metrics.json") is None
+    staging = store.staging_dir("adapter")
+    (staging / "weights.bin").write_bytes(b"w")
+    store.publish(staging, "adapters", "k1", "metrics.json")
+    assert store.lookup("adapters", "k1", "metrics.json") is None  # published without its marker: incomplete
+
+    staging = store.staging_dir("adapter")
+    (staging / "weights.bin").write_bytes(b"new")
+    (staging / "metrics.json").write_text("{}")
+    folder = store.publish(staging, "adapters", "k1", "metrics.json", replace=True)
+    assert store.lookup("adapters", "k1", "metrics.json") == folder
+    assert store.fetch(store.uri("adapters", "k1")) == folder and (folder / "weights.bin").read_bytes() == b"new"
+    assert not [p for p in (tmp_path / "store").iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_a_uri_of_another_store_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(AdapterflowError, match="not in this run's storage"):
+        Storage.local(tmp_path / "a").fetch(str(tmp_path / "b" / "adapters" / "k"))
+
+
+def test_records_round_trip_through_the_store(tmp_path: Path) -> None:
+    store = Storage.local(tmp_path)
+    store.put_json("records/run/train.json", {"key": "k"})
+    assert store.get_json("records/run/train.json") == {"key": "k"}
