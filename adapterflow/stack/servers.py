@@ -1,0 +1,90 @@
+"""The MLflow and Prefect servers, Prefect's process work pools and their workers: commands and checks."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import httpx
+
+from adapterflow.errors import AdapterflowError
+from adapterflow.stack.ports import HOST
+
+
+def executable(name: str) -> Path:
+    """A console script of this environment (the venv's bin folder even when it is not on PATH)."""
+    beside = Path(sys.executable).parent / name
+    found = beside if beside.exists() else shutil.which(name)
+    if found is None:
+        raise AdapterflowError(f"`{name}` was not found next to {sys.executable} or on PATH",
+                               hint="pip install 'adapterflow[stack]'")
+    return Path(found)
+
+
+def mlflow_url(port: int) -> str:
+    return f"http://{HOST}:{port}"
+
+
+def prefect_api_url(port: int) -> str:
+    return f"http://{HOST}:{port}/api"
+
+
+def mlflow_command(backend_store_uri: str, bucket: str, port: int) -> list[str]:
+    """A tracking server that proxies artifacts into the bucket, so clients need only its URL."""
+    return [
+        str(executable("mlflow")), "server", "--backend-store-uri", backend_store_uri,
+        "--artifacts-destination", f"s3://{bucket}/mlartifacts", "--host", HOST, "--port", str(port),
+        "--workers", "1",
+    ]
+
+
+def prefect_server_command(port: int) -> list[str]:
+    return [str(executable("prefect")), "server", "start", "--host", HOST, "--port", str(port)]
+
+
+def worker_command(pool: str) -> list[str]:
+    return [str(executable("prefect")), "worker", "start", "--pool", pool, "--type", "process"]
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def mlflow_healthy(port: int) -> bool:
+    return http_ok(f"{mlflow_url(port)}/health")
+
+
+def prefect_healthy(port: int) -> bool:
+    return http_ok(f"{prefect_api_url(port)}/health")
+
+
+def ensure_work_pool(api_url: str, name: str, concurrency_limit: int | None) -> None:
+    """Create a process work pool with Prefect's default job template; an existing pool gets the new limit."""
+    from prefect.workers.process import ProcessWorker
+
+    pool = {"name": name, "type": "process", "concurrency_limit": concurrency_limit,
+            "base_job_template": ProcessWorker.get_default_base_job_template()}
+    response = httpx.post(f"{api_url}/work_pools/", json=pool, timeout=30)
+    if response.status_code == 409:
+        response = httpx.patch(f"{api_url}/work_pools/{name}", json={"concurrency_limit": concurrency_limit},
+                               timeout=30)
+    response.raise_for_status()
+
+
+def online_workers(api_url: str, pool: str) -> int:
+    """How many of the pool's workers Prefect counts as ONLINE (they heartbeat when they start polling)."""
+    try:
+        response = httpx.post(f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=5)
+    except httpx.HTTPError:
+        return 0
+    if response.status_code != 200:
+        return 0
+    return sum(1 for worker in response.json() if worker.get("status") == "ONLINE")
+
+
+def worker_online(api_url: str, pool: str) -> bool:
+    return online_workers(api_url, pool) > 0
