@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from adapterflow.errors import AdapterflowError, ConfigError
+from adapterflow.errors import AdapterflowError, ConfigError, UsageError
 from adapterflow.home import configure_environment, uses_embedded_mlflow
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Declarative fine-tuning of domain adapters.")
@@ -84,6 +84,10 @@ def run(config: ConfigArg, overrides: SetOption = [], summary_json: SummaryOptio
     render_summary(output, summary, ui_command)
 
 
+from adapterflow.stack.cli import stack_app  # noqa: E402 - the commands' own imports stay lazy
+
+app.add_typer(stack_app, name="stack")
+
 data_app = typer.Typer(no_args_is_help=True, help="Data quality without training.")
 app.add_typer(data_app, name="data")
 
@@ -95,6 +99,75 @@ def data_check(config: ConfigArg, overrides: SetOption = [], summary_json: Summa
 
     summary, ui_command = _run_flow("data_check", config, overrides, summary_json)
     render_data_check(output, summary, ui_command)
+
+
+CronOption = Annotated[str | None, typer.Option("--cron", help="cron schedule, e.g. '0 3 * * 1' (Mondays 03:00)")]
+TimezoneOption = Annotated[str, typer.Option("--timezone", help="time zone of the cron schedule (IANA name)")]
+
+
+def _schedule_problem(cron: str | None, timezone: str) -> AdapterflowError | None:
+    """A readable usage error for a cron expression or time zone Prefect would refuse."""
+    if cron is None:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from prefect.schedules import Cron
+
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UsageError(f"--timezone {timezone!r} is not a known time zone", hint="use an IANA name, e.g. Europe/Berlin")
+
+    try:
+        Cron(cron, timezone=timezone)
+    except ValueError as exc:
+        return UsageError(f"--cron {cron!r} --timezone {timezone!r}: {exc}".split("\n")[0],
+                          hint="five fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * 1'")
+    return None
+
+
+@app.command()
+def deploy(config: ConfigArg, overrides: SetOption = [], cron: CronOption = None,  # noqa: B006
+           timezone: TimezoneOption = "UTC") -> None:
+    """Create or update the config's deployments on the Prefect server in PREFECT_API_URL (idempotent)."""
+    configure_environment()
+    try:
+        loaded = _load(config, overrides)
+    except ConfigError as error:
+        raise _fail(error) from None
+    if (problem := _schedule_problem(cron, timezone)) is not None:
+        raise _fail(problem)
+    if not os.environ.get("PREFECT_API_URL"):
+        raise _fail(AdapterflowError("deploy needs a Prefect server: PREFECT_API_URL is not set",
+                                     hint="start one (adapterflow stack up, or see infra/README.md) and export its "
+                                          "PREFECT_API_URL; for a schedule on this machine alone use `adapterflow serve`"))
+    from adapterflow.deploy import deploy_config
+
+    for deployed in deploy_config(loaded, cron, timezone):
+        output.print(f"[green]deployed[/] {deployed.name} on work pool {deployed.pool}"
+                     + (f", schedule {deployed.schedule}" if deployed.schedule else ""), highlight=False)
+
+
+@app.command()
+def serve(config: ConfigArg, cron: Annotated[str, typer.Option("--cron", help="cron schedule")],
+          overrides: SetOption = [], timezone: TimezoneOption = "UTC") -> None:  # noqa: B006
+    """Run the pipeline on a cron schedule from this process, without a server or workers (Prefect's serve)."""
+    configure_environment()
+    try:
+        loaded = _load(config, overrides)
+    except ConfigError as error:
+        raise _fail(error) from None
+    if (problem := _schedule_problem(cron, timezone)) is not None:
+        raise _fail(problem)
+    from prefect.schedules import Cron
+
+    from adapterflow.logs import hide_user_error_tracebacks, quiet_third_party
+    from flows.finetune import finetune
+
+    quiet_third_party()
+    hide_user_error_tracebacks()
+    finetune.serve(name=loaded.name, schedules=[Cron(cron, timezone=timezone)],
+                   parameters={"config": loaded.model_dump(mode="json")})
 
 
 @app.command()

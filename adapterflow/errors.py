@@ -58,6 +58,12 @@ class ConfigError(AdapterflowError):
         return (self.__class__, (self.source, self.problems))
 
 
+class UsageError(AdapterflowError):
+    """A command-line argument that can't be used (exit code 2, like a config error)."""
+
+    exit_code = 2
+
+
 class DataError(AdapterflowError):
     """The input data can't be used as it is (too many bad rows, unknown format, ...)."""
 

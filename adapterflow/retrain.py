@@ -18,6 +18,7 @@ from adapterflow.tracking import TAG_RUN_KIND
 from schemas.data import DataSource, FileSource
 
 TAG_RETRAIN_KEY = "adapterflow.retrain_key"
+TAG_RETRAIN_REASON = "adapterflow.retrain_reason"
 TAG_REGISTERED_MODEL = "adapterflow.registered_model"
 TAG_SKIPPED = "adapterflow.skipped"
 CODE_ROOTS = ("adapterflow", "flows", "tasks", "schemas")

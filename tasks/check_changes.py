@@ -6,7 +6,7 @@ from mlflow.tracking import MlflowClient
 
 from adapterflow.records import BaseModelRef, ChangeCheck, RunContext
 from adapterflow.retrain import (
-    TAG_REGISTERED_MODEL, TAG_RETRAIN_KEY, code_digest, decide_retrain, last_successful_run, retrain_key,
+    TAG_REGISTERED_MODEL, TAG_RETRAIN_KEY, TAG_RETRAIN_REASON, code_digest, decide_retrain, last_successful_run, retrain_key,
 )
 from adapterflow.stage import stage, stage_logger
 from adapterflow.tracking import RunTracker
@@ -28,6 +28,7 @@ def check_changes(config: PipelineConfig, base: BaseModelRef, run: RunContext) -
     client = MlflowClient()
     result = check_run_changes(config, base, run, client)
     RunTracker(run.mlflow_run_id, client).set_tags(
-        {TAG_RETRAIN_KEY: result.key, TAG_REGISTERED_MODEL: config.registered_model_name})
+        {TAG_RETRAIN_KEY: result.key, TAG_REGISTERED_MODEL: config.registered_model_name,
+         TAG_RETRAIN_REASON: result.reason})
     stage_logger().info("%s: %s", "retraining" if result.retrain else "nothing to do", result.reason)
     return result
