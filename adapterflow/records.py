@@ -110,6 +110,7 @@ class TrainResult(StageRecord):
     key: str
     uri: str = Field(description="the store's adapters/<key> folder; the trained artifact is its adapter/ folder")
     metrics: dict[str, float]
+    warm_start_from: str | None = Field(None, description="models:/NAME/VERSION the training continued from")
 
 
 class EvalResult(StageRecord):

@@ -34,6 +34,7 @@ TAG_CODE_VERSION = "adapterflow.code_version"
 TAG_FLOW_RUN = "prefect.flow_run_id"
 TAG_RUN_NAME = "adapterflow.run_name"
 TAG_RUN_KIND = "adapterflow.kind"  # finetune | data-check
+TAG_WARM_START = "adapterflow.warm_start_from"  # models:/NAME/VERSION a warm-started training continued
 
 ALIAS_CHALLENGER = "challenger"
 ALIAS_CHAMPION = "champion"

@@ -11,12 +11,31 @@ from schemas.base import StrictModel
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 
 
+class DistributedConfig(StrictModel):
+    """Data-parallel training on several processes (one per GPU) launched with torchrun."""
+
+    num_processes: int = Field(
+        1, ge=1, le=64, description="training processes, one per GPU (on CPU: processes sharing the cores); "
+        "1: train in the pipeline's own process"
+    )
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="ddp: every process holds the whole model; fsdp: weights, gradients and optimizer "
+        "state are sharded across processes (for models too big for one GPU)"
+    )
+    backend: Literal["auto", "nccl", "gloo"] = Field(
+        "auto", description="collective-communication backend; auto: nccl on CUDA, gloo on CPU"
+    )
+
+
 class TrainingConfig(StrictModel):
     """How long and how hard to train."""
 
     epochs: float = Field(1.0, gt=0, description="passes over the training rows (ignored when max_steps is set)")
     max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
-    batch_size: int = Field(4, ge=1, description="examples per device per step")
+    batch_size: int = Field(
+        4, ge=1, description="examples per process per micro-batch; the global batch of one optimizer step is "
+        "batch_size x gradient_accumulation_steps x distributed.num_processes"
+    )
     gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
     learning_rate: float | None = Field(
         None, gt=0, lt=1, description="peak learning rate; None: the method's default (2e-4 for LoRA, 2e-5 full, 3e-2 prompt)"
@@ -44,6 +63,13 @@ class TrainingConfig(StrictModel):
     )
     logging_steps: int = Field(5, ge=1, description="log training metrics every N steps")
     seed: int = Field(42, description="seed of initialisation, shuffling and dropout")
+    distributed: DistributedConfig = Field(
+        default_factory=DistributedConfig, description="multi-process (multi-GPU) training"
+    )
+    warm_start: Literal["none", "champion"] = Field(
+        "none", description="champion: continue from the registered champion's adapter (same method settings and "
+        "base model) instead of a fresh one; none, or no champion yet: from scratch"
+    )
 
     @model_validator(mode="after")
     def _some_length(self) -> TrainingConfig:

@@ -19,8 +19,8 @@ import pandas as pd
 from adapterflow.data.tables import iter_rows
 from adapterflow.devices import select_device, select_precision
 from adapterflow.evaluation import classification_metrics, generate_answers, response_perplexity
-from adapterflow.hashing import cache_key, sha256_files
-from adapterflow.methods.artifacts import load_trained, read_manifest
+from adapterflow.hashing import cache_key
+from adapterflow.methods.artifacts import adapter_identity, load_trained, read_manifest
 from adapterflow.methods.build import ModelSpec, load_base
 from adapterflow.models.base import load_tokenizer
 from adapterflow.records import (
@@ -47,11 +47,6 @@ class Contender:
     base_path: str
     identity: str
     adapter_dir: str | None = None
-
-
-def adapter_identity(base_sha256: str, adapter_dir: str | Path) -> str:
-    files = sorted(p for p in Path(adapter_dir).iterdir() if p.suffix in {".safetensors", ".json"})
-    return cache_key(base_sha256, sha256_files(files))
 
 
 def contenders(base: BaseModelRef, adapter_dir: Path, champion: ChampionRef | None) -> list[Contender]:

@@ -6,11 +6,14 @@ import json
 import shutil
 
 from adapterflow.devices import select_device, select_precision
+from adapterflow.errors import AdapterflowError
 from adapterflow.hashing import cache_key
+from adapterflow.methods.artifacts import adapter_identity
 from adapterflow.records import BaseModelRef, RunContext, TokenizedData, TrainResult
 from adapterflow.stage import stage, stage_logger
 from adapterflow.storage import Storage, run_storage
-from adapterflow.tracking import TAG_METHOD, RunTracker
+from adapterflow.registry import ChampionRef, find_champion
+from adapterflow.tracking import TAG_METHOD, TAG_WARM_START, RunTracker
 from adapterflow.training.trainer import train_adapter
 from schemas.pipeline import PipelineConfig
 
@@ -18,12 +21,33 @@ TRAIN_VERSION = 2  # bump when training code changes what the same inputs produc
 METRICS_FILE = "metrics.json"  # written last: its presence marks a complete adapter folder
 
 
-def adapter_key(tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, precision: str, device: str) -> str:
-    """Everything that decides the trained weights: data, base weights, method, training, numerics."""
+def adapter_key(
+    tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, precision: str, device: str,
+    start: str | None = None,
+) -> str:
+    """Everything that decides the trained weights: data, base weights, method, training, numerics, and the
+    identity of the adapter a warm start continues from."""
     return cache_key(
         "adapter", TRAIN_VERSION, tokenized.key, base.sha256, config.method.model_dump(),
-        config.training.model_dump(), config.tokenize.chat_template, precision, device,
+        config.training.model_dump(), config.tokenize.chat_template, precision, device, start,
     )
+
+
+def warm_start_artifact(config: PipelineConfig, base: BaseModelRef) -> ChampionRef | None:
+    """The champion to continue from when training.warm_start asks for it and there is one."""
+    if config.training.warm_start != "champion":
+        return None
+    champion = find_champion(config.registered_model_name)
+    if champion is None:
+        stage_logger().info("training.warm_start: champion, but %s has none yet: training from scratch",
+                            config.registered_model_name)
+        return None
+    if champion.base_sha256 != base.sha256:
+        raise AdapterflowError(
+            f"training.warm_start: champion v{champion.version} was trained on a base model with weights sha256 "
+            f"{champion.base_sha256[:12]}..., this run uses {base.sha256[:12]}...",
+            hint="warm start needs the champion's base model; set training.warm_start: none")
+    return champion
 
 
 def train_or_reuse(
@@ -32,7 +56,10 @@ def train_or_reuse(
     """Train into the store's adapters/<key>/ unless an adapter with the same key is there already."""
     device = select_device(config.execution.device)
     precision = select_precision(config.training.precision, device)
-    key = adapter_key(tokenized, base, config, precision, device.type)
+    champion = warm_start_artifact(config, base)
+    start = adapter_identity(champion.base_sha256, champion.adapter_dir) if champion else None
+    key = adapter_key(tokenized, base, config, precision, device.type, start)
+    started_from = f"models:/{config.registered_model_name}/{champion.version}" if champion else None
     uri = storage.uri("adapters", key)
     found = storage.lookup("adapters", key, METRICS_FILE) if config.execution.cache else None
     if found is not None:
@@ -40,19 +67,26 @@ def train_or_reuse(
         if tracker is not None:  # the run still shows the training curve it reuses
             for entry in saved["history"]:
                 tracker.log_metrics({k: v for k, v in entry.items() if k != "step"}, step=int(entry["step"]))
-        return TrainResult(key=key, uri=uri, metrics=saved["metrics"], skipped=True)
+        return TrainResult(key=key, uri=uri, metrics=saved["metrics"], skipped=True, warm_start_from=started_from)
     staging = storage.staging_dir("adapter")
     options = dict(chat_template=config.tokenize.chat_template, max_length=config.tokenize.max_length,
-                   task=tokenized.task, label_names=tokenized.label_names, base_dtype=config.base_model.dtype)
+                   task=tokenized.task, label_names=tokenized.label_names, base_dtype=config.base_model.dtype,
+                   init_from=champion.adapter_dir if champion else None)
     tokenized_dir = storage.fetch(tokenized.uri)
-    outcome = train_adapter(tokenized_dir, base, config.method, config.training, device, precision, staging, tracker,
-                            **options)
+    if config.training.distributed.num_processes > 1:
+        from adapterflow.training.distributed import train_adapter_distributed
+
+        outcome = train_adapter_distributed(tokenized_dir, base, config.method, config.training, device, precision,
+                                            staging, tracker.run_id if tracker else None, **options)
+    else:
+        outcome = train_adapter(tokenized_dir, base, config.method, config.training, device, precision, staging,
+                                tracker, **options)
     shutil.rmtree(staging / "checkpoints", ignore_errors=True)
     metrics = outcome.metrics | {"train/precision_bf16": float(precision == "bf16")}
     (staging / METRICS_FILE).write_text(json.dumps({"metrics": metrics, "history": outcome.history}, indent=2))
     # execution.cache=false retrains and replaces the cached adapter
     storage.publish(staging, "adapters", key, METRICS_FILE, replace=True)
-    return TrainResult(key=key, uri=uri, metrics=metrics)
+    return TrainResult(key=key, uri=uri, metrics=metrics, warm_start_from=started_from)
 
 
 @stage("train", retries=1, retry_delay_seconds=30, tags=["gpu"])
@@ -62,6 +96,8 @@ def train(tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, 
     tracker.set_tags({TAG_METHOD: config.method.type})
     result = train_or_reuse(tokenized, base, config, run_storage(run), tracker)
     tracker.log_metrics(result.metrics)
+    if result.warm_start_from:
+        tracker.set_tags({TAG_WARM_START: result.warm_start_from})
     stage_logger().info(
         "%s adapter %s: final loss %.4f, %.0f real tokens/s, %.1f%% padding",
         "reused" if result.skipped else "trained", result.key[:12], result.metrics["train/final_loss"],

@@ -17,6 +17,7 @@ import torch
 from pydantic import TypeAdapter
 
 from adapterflow.errors import AdapterflowError
+from adapterflow.hashing import cache_key, sha256_files
 from adapterflow.methods.bottleneck import inject_bottlenecks
 from adapterflow.methods.build import ModelSpec, load_base
 from schemas.method import BottleneckMethod, LoraMethod, Method, MethodVariant
@@ -39,6 +40,12 @@ def save_trained(model: torch.nn.Module, tokenizer: Any, method: MethodVariant, 
     tokenizer.save_pretrained(out_dir)
     manifest = {"family": method.family, "method": method.model_dump(), "spec": spec.to_dict()}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def adapter_identity(base_sha256: str, adapter_dir: str | Path) -> str:
+    """A trained model's identity: its base weights and the artifact's weight and config files."""
+    files = sorted(p for p in Path(adapter_dir).iterdir() if p.suffix in {".safetensors", ".json"})
+    return cache_key(base_sha256, sha256_files(files))
 
 
 def read_manifest(artifact_dir: str | Path) -> tuple[MethodVariant, ModelSpec]:
@@ -81,3 +88,32 @@ def load_delta(model: torch.nn.Module, path: Path) -> None:
         raise AdapterflowError(f"{path} holds tensors this base model lacks: {unknown[:5]}",
                                hint="load the artifact on the base model it was trained on")
     model.load_state_dict(delta, strict=False)
+
+
+def warm_start_from(model: torch.nn.Module, method: MethodVariant, artifact_dir: str | Path) -> None:
+    """Continue from a trained artifact (the champion): load what it trained into the freshly built model.
+
+    Only an artifact of the same method with the same settings fits; full and freeze fine-tuning start
+    from a base model of their own and are refused.
+    """
+    trained_method, _ = read_manifest(artifact_dir)
+    if trained_method.model_dump() != method.model_dump():
+        raise AdapterflowError(
+            f"training.warm_start: the champion was trained with method {trained_method.model_dump()}, this run "
+            f"uses {method.model_dump()}",
+            hint="warm start continues an adapter with the same method settings; set training.warm_start: none",
+        )
+    folder = Path(artifact_dir)
+    if method.family == "peft":
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        result = set_peft_model_state_dict(model, load_file(str(folder / "adapter_model.safetensors")))
+        if result.unexpected_keys:
+            raise AdapterflowError(f"{folder} holds adapter tensors this model lacks: {result.unexpected_keys[:5]}",
+                                   hint="warm start needs the champion's base model and method")
+    elif method.family == "full":
+        raise AdapterflowError(f"training.warm_start: champion is not supported for method {method.type}",
+                               hint="use base_model: <the champion's exported folder> to continue full fine-tuning")
+    else:
+        load_delta(model, folder / DELTA_FILE)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from adapterflow.devices import select_attention
-from adapterflow.methods.artifacts import save_trained
+from adapterflow.errors import AdapterflowError
+from adapterflow.methods.artifacts import save_trained, warm_start_from
 from adapterflow.methods.build import build_trainable, logical_numel, spec_for
 from adapterflow.methods.memory import MemoryEstimate, available_memory, check_fits, estimate_memory
 from adapterflow.models.base import load_tokenizer
@@ -20,7 +23,7 @@ from adapterflow.stage import stage_logger
 from adapterflow.tokenization import apply_template_choice
 from adapterflow.tracking import RunTracker
 from adapterflow.training.callbacks import AdaLoraBudget, ThroughputMetrics
-from adapterflow.training.collate import ClassificationCollator, PadToLongest
+from adapterflow.training.collate import ClassificationCollator, PadToLongest, TokenCounter
 from adapterflow.training.data import TokenDataset
 from adapterflow.training.packing import PackedCollator, next_token_loss
 from schemas.method import MethodVariant
@@ -53,6 +56,10 @@ class AdapterflowTrainer(Trainer):
         # so every token weighs the same whatever micro-batch it is in.
         denominator = num_items_in_batch if num_items_in_batch is not None else count
         loss = loss / max(int(denominator), 1)
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices and self.args.world_size > 1:
+            # num_items_in_batch counts the labels of all processes, and DDP averages the gradients over them:
+            # scale back up so that the step's gradient is the mean over every labelled token of the global batch
+            loss = loss * self.args.world_size
         return (loss, None) if return_outputs else loss
 
     def create_optimizer(self, model=None):  # noqa: ANN001 - Trainer API
@@ -70,6 +77,22 @@ class AdapterflowTrainer(Trainer):
         )
         return self.optimizer
 
+
+class GlobalTokenCount(TrainerCallback):
+    """Sums the token counts of all processes at every log (all processes log at the same steps), so that
+    tokens/s and the padding share describe the whole data-parallel run rather than one process."""
+
+    def __init__(self, local: TokenCounter) -> None:
+        self.local = local
+        self.total = TokenCounter()
+
+    def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.sync(args.device)
+
+    def sync(self, device: torch.device) -> None:
+        counts = torch.tensor([self.local.real, self.local.padded], dtype=torch.int64, device=device)
+        torch.distributed.all_reduce(counts)
+        self.total.real, self.total.padded = int(counts[0]), int(counts[1])
 
 
 @dataclass
@@ -99,15 +122,46 @@ def collator_for(method: MethodVariant, task: str, config: TrainingConfig, pad_t
 def total_steps(config: TrainingConfig, examples: int) -> int:
     if config.max_steps:
         return config.max_steps
-    per_epoch = math.ceil(examples / (config.batch_size * config.gradient_accumulation_steps))
+    global_batch = config.batch_size * config.gradient_accumulation_steps * config.distributed.num_processes
+    per_epoch = math.ceil(examples / global_batch)
     return max(1, math.ceil(per_epoch * config.epochs))
+
+
+def main_process() -> bool:
+    """True in a single-process run and in rank 0 of a torchrun launch (torchrun sets RANK in every process)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def distributed_arguments(config: TrainingConfig, device: torch.device) -> dict[str, Any]:
+    """The Trainer's data-parallel settings when training on several processes (none for one)."""
+    settings = config.distributed
+    if settings.num_processes == 1:
+        return {}
+    backend = settings.backend if settings.backend != "auto" else "nccl" if device.type == "cuda" else "gloo"
+    # every trainable parameter takes part in every step (PEFT freezes the rest): no search for unused ones
+    arguments: dict[str, Any] = {"ddp_backend": backend, "ddp_find_unused_parameters": False}
+    if settings.strategy == "fsdp":
+        arguments |= {
+            "fsdp": True,
+            "fsdp_config": {
+                "version": 2,
+                "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # one unit per decoder layer (_no_split_modules)
+                "reshard_after_forward": True,  # full shard: free each layer's gathered weights after forward
+                "state_dict_type": "FULL_STATE_DICT",
+                "cpu_ram_efficient_loading": False,  # every process loads the base (PEFT wraps it before FSDP)
+                "activation_checkpointing": config.gradient_checkpointing,
+            },
+            # FSDP checkpoints activations itself; the Trainer's own checkpointing would gather weights twice
+            "gradient_checkpointing": False,
+        }
+    return arguments
 
 
 def training_arguments(
     config: TrainingConfig, precision: str, device: torch.device, output_dir: Path, learning_rate: float, packed: bool,
 ) -> TrainingArguments:
     """Map adapterflow's training section onto the Trainer's arguments."""
-    return TrainingArguments(
+    arguments = dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -135,6 +189,7 @@ def training_arguments(
         dataloader_num_workers=0,  # the collator counts tokens in this process
         disable_tqdm=False,
     )
+    return TrainingArguments(**(arguments | distributed_arguments(config, device)))
 
 
 def count_parameters(model: torch.nn.Module) -> dict[str, float]:
@@ -158,8 +213,17 @@ def train_adapter(
     task: str = "sft",
     label_names: list[str] | None = None,
     base_dtype: str = "auto",
+    init_from: str | None = None,
 ) -> TrainingOutcome:
-    """Train `method` on the tokenized train split; save what it trained, the tokenizer and a manifest."""
+    """Train `method` on the tokenized train split; save what it trained, the tokenizer and a manifest.
+    `init_from`: a trained artifact of the same method to continue from (warm start).
+
+    With `config.distributed.num_processes` > 1 every process of a torchrun launch calls this (see
+    adapterflow.training.distributed); only the main one logs and saves.
+    """
+    check_launch(config)
+    if not main_process():
+        tracker = None
     set_seed(config.seed)
     tokenizer = load_tokenizer(base.path)
     if task == "sft":
@@ -170,6 +234,8 @@ def train_adapter(
     attention = select_attention(config.attention, device)
     model = build_trainable(method, base.path, spec, device, total_steps=steps, attention=attention,
                             gradient_checkpointing=config.gradient_checkpointing)
+    if init_from is not None:
+        warm_start_from(model, method, init_from)
     if config.gradient_checkpointing and method.family == "peft":
         model.enable_input_require_grads()
     packed = packs(method, task, config)
@@ -177,24 +243,36 @@ def train_adapter(
                        PACK_ROWS_OF * max_length if packed else max_length, attention, tracker)
     collator = collator_for(method, task, config, tokenizer.pad_token_id, max_length)
     flops_per_token = 6.0 * sum(logical_numel(parameter) for parameter in model.parameters())
-    metrics_callback = ThroughputMetrics(collator.counter, device, tracker, flops_per_token)
+    parameters = count_parameters(model)  # before FSDP shards the parameters
+    global_tokens = GlobalTokenCount(collator.counter) if config.distributed.num_processes > 1 else None
+    counter = global_tokens.total if global_tokens else collator.counter
+    # model FLOPs utilisation is per GPU: the global tokens' FLOPs are shared among the processes
+    metrics_callback = ThroughputMetrics(counter, device, tracker, flops_per_token / config.distributed.num_processes)
     learning_rate = config.learning_rate or method.default_learning_rate
     trainer = AdapterflowTrainer(
         model=model,
         args=training_arguments(config, precision, device, output_dir / "checkpoints", learning_rate, packed),
         train_dataset=dataset,
         data_collator=collator,
-        callbacks=[metrics_callback, *([AdaLoraBudget()] if method.type == "adalora" else [])],
+        callbacks=[*([global_tokens] if global_tokens else []), metrics_callback,
+                   *([AdaLoraBudget()] if method.type == "adalora" else [])],
         projected_loss=task != "classification" and not method.prompt_learning and method.type != "adalora",
         loraplus_lr_ratio=getattr(method, "loraplus_lr_ratio", None),
     )
     logging.getLogger("transformers.trainer").setLevel(logging.WARNING)
     result = trainer.train()
+    if global_tokens:
+        global_tokens.sync(trainer.args.device)
     adapter_dir = output_dir / "adapter"
-    save_trained(model, tokenizer, method, spec, adapter_dir)
+    if trainer.is_fsdp_enabled:  # gathering the sharded weights takes every process
+        saved = GatheredModel(model, trainer.accelerator.get_state_dict(trainer.model))
+    else:
+        saved = model
+    if trainer.is_world_process_zero():
+        save_trained(saved, tokenizer, method, spec, adapter_dir)
     metrics = {"train/final_loss": float(result.training_loss), "train/steps": float(result.global_step),
                "train/packing": float(packed), "train/learning_rate_peak": learning_rate}
-    metrics |= metrics_callback.summary() | count_parameters(model) | memory.as_metrics()
+    metrics |= metrics_callback.summary() | parameters | memory.as_metrics()
     return TrainingOutcome(output_dir=adapter_dir, metrics=metrics, history=metrics_callback.history, memory=memory,
                            model=model)
 
@@ -211,10 +289,37 @@ def preflight(
         # sdpa and flash attention don't keep the score matrices (on CPU the default is eager, which does)
         attention_scores=(attention or "eager") == "eager",
     )
-    stage_logger().info("%s on %s: %s", method.type, device.type, estimate.describe())
+    if main_process():
+        stage_logger().info("%s on %s: %s", method.type, device.type, estimate.describe())
     if tracker is not None:
         tracker.log_metrics(estimate.as_metrics())
     free = available_memory(device)
     # the model is loaded already: its weights are in the estimate and no longer in the free memory
     check_fits(estimate, None if free is None else free + estimate.weights, method.type, device)
     return estimate
+
+
+def check_launch(config: TrainingConfig) -> None:
+    """Several processes are trained through torchrun, which starts exactly that many."""
+    wanted = config.distributed.num_processes
+    started = int(os.environ.get("WORLD_SIZE", "1"))
+    if wanted > 1 and started != wanted:
+        raise AdapterflowError(
+            f"training.distributed.num_processes is {wanted} but this process is one of {started}",
+            hint="train through adapterflow.training.distributed.train_adapter_distributed, which starts them",
+        )
+
+
+class GatheredModel:
+    """An FSDP-sharded model as save_trained sees it: the full weights, gathered from every process."""
+
+    def __init__(self, model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+        self.model = model
+        self.state_dict = state_dict
+
+    def save_pretrained(self, out_dir: Path) -> None:
+        self.model.save_pretrained(out_dir, state_dict=self.state_dict)
+
+    def named_parameters(self):  # noqa: ANN201 - the nn.Module API save_trained uses for delta methods
+        for name, parameter in self.model.named_parameters():
+            yield name, torch.nn.Parameter(self.state_dict[name], requires_grad=parameter.requires_grad)

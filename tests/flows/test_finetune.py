@@ -69,7 +69,7 @@ def test_first_run_registers_and_promotes_then_retrain_is_gated(tmp_path: Path, 
     assert unchanged["outcome"] == "skipped: unchanged" and unchanged["model_version"] is None
     assert unchanged["aliases"] == {"challenger": "1", "champion": "1"}
     assert client.get_run(unchanged["mlflow_run_id"]).data.tags["adapterflow.skipped"] == "unchanged"
-    assert [v.version for v in client.search_model_versions("name='tiny-assistant'")] == ["1"]
+    assert [str(v.version) for v in client.search_model_versions("name='tiny-assistant'")] == ["1"]
 
     second = run_flow(config_path, ["execution.skip_unchanged=false"])
     assert second["model_version"] == "2"
@@ -77,6 +77,10 @@ def test_first_run_registers_and_promotes_then_retrain_is_gated(tmp_path: Path, 
     assert second["aliases"]["challenger"] == "2" and second["aliases"]["champion"] == "1"
     assert {"tokenize", "train"} <= set(second["skipped"])
     assert second["metrics"]["champion"] == second["metrics"]["candidate"]  # same data and config: same adapter
+
+    warm = run_flow(config_path, ["training.warm_start=champion"])  # continues from champion v1's adapter
+    assert warm["model_version"] == "3" and "train" not in warm["skipped"]
+    assert client.get_run(warm["mlflow_run_id"]).data.tags["adapterflow.warm_start_from"] == "models:/tiny-assistant/1"
 
 
 def test_champion_loads_from_registry_with_the_trained_adapters_outputs(

@@ -57,3 +57,34 @@ def test_lora_plus_gives_the_b_matrices_a_higher_learning_rate_and_keeps_weight_
     groups = trainer.create_optimizer().param_groups
     rates = {(group["lr"], group["weight_decay"]) for group in groups if group["params"]}
     assert (1e-3, 0.1) in rates and (1.6e-2, 0.1) in rates
+
+
+def test_a_warm_start_continues_from_the_given_adapter_and_refuses_other_settings(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    import pytest
+    from safetensors.torch import load_file
+
+    from adapterflow.errors import AdapterflowError
+
+    home = Home(tmp_path / "home")
+    base = BaseModelRef(name="tiny", path=str(tiny_model_dir), sha256="x")
+    split = split_rows(filtered(tmp_path / "data", questions(24)), SplitConfig(eval_size=0.2, max_eval_rows=None),
+                       LeakageConfig(enabled=False), Storage.local(home.cache), 1)
+    tokenized = Path(tokenize_splits(split, base, TokenizeConfig(max_length=64), Storage.local(home.cache)).uri)
+    method, cpu = LoraMethod(type="lora", r=4), torch.device("cpu")
+    trained = train_adapter(tokenized, base, method, TrainingConfig(max_steps=8, learning_rate=0.02, precision="fp32"),
+                            cpu, "fp32", tmp_path / "first").output_dir
+    # one step at a negligible learning rate: a warm start ends where it started, a fresh adapter does not
+    barely = TrainingConfig(max_steps=1, learning_rate=1e-9, precision="fp32", warmup_ratio=0.0)
+    warm = train_adapter(tokenized, base, method, barely, cpu, "fp32", tmp_path / "warm", init_from=str(trained))
+    cold = train_adapter(tokenized, base, method, barely, cpu, "fp32", tmp_path / "cold")
+    first, again, fresh = (load_file(str(folder / "adapter_model.safetensors"))
+                           for folder in (trained, warm.output_dir, cold.output_dir))
+    lora_b = [name for name in first if "lora_B" in name]
+    assert lora_b and all(first[name].abs().max() > 0 for name in lora_b)  # the first run learned something
+    assert max((first[name] - again[name]).abs().max().item() for name in first) < 1e-5
+    assert max((first[name] - fresh[name]).abs().max().item() for name in lora_b) > 1e-3
+    with pytest.raises(AdapterflowError, match="warm_start"):
+        train_adapter(tokenized, base, LoraMethod(type="lora", r=8), barely, cpu, "fp32", tmp_path / "r8",
+                      init_from=str(trained))

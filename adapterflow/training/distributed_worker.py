@@ -1,0 +1,88 @@
+"""One process of a distributed training launch: `python -m adapterflow.training.distributed_worker SPEC`.
+
+torchrun starts one per rank (see adapterflow.training.distributed, which writes SPEC). Every rank trains;
+rank 0 alone logs to the MLflow run, saves the artifact and writes the outcome for the launcher. A rank that
+fails writes its exception to `<output_dir>/errors/rank-<rank>.json` for the launcher to quote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.distributed.elastic.multiprocessing.errors import record
+
+if TYPE_CHECKING:
+    from adapterflow.training.trainer import TrainingOutcome
+
+ERRORS_DIR = "errors"
+# For tests only: the rank named here raises before training, to exercise how a launch reports a failed rank.
+TEST_FAIL_RANK = "ADAPTERFLOW_TEST_FAIL_RANK"
+
+
+def write_error_report(output_dir: Path, rank: int, error: BaseException) -> None:
+    """A failing rank's exception, for the launcher to quote."""
+    folder = output_dir / ERRORS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    report = {"rank": rank, "time": time.time(), "type": type(error).__name__, "message": str(error),
+              "traceback": "".join(traceback.format_exception(error))}
+    (folder / f"rank-{rank}.json").write_text(json.dumps(report, indent=2))
+
+
+def rank_device(device_type: str) -> torch.device:
+    """Each rank trains on its own GPU (LOCAL_RANK); on CPU all ranks share the cores."""
+    if device_type != "cuda":
+        return torch.device(device_type)
+    device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    torch.cuda.set_device(device)
+    return device
+
+
+def train_rank(spec: dict[str, Any], rank: int) -> TrainingOutcome:
+    if os.environ.get(TEST_FAIL_RANK) == str(rank):
+        raise RuntimeError(f"failure injected into rank {rank} by {TEST_FAIL_RANK}")
+    # transformers, peft and mlflow take seconds to import in every process: a bad launch fails before that
+    from pydantic import TypeAdapter
+
+    from adapterflow.records import BaseModelRef
+    from adapterflow.tracking import RunTracker
+    from adapterflow.training.trainer import train_adapter
+    from schemas.method import Method
+    from schemas.training import TrainingConfig
+
+    run_id = spec["mlflow_run_id"]
+    return train_adapter(
+        Path(spec["tokenized_dir"]), BaseModelRef(**spec["base"]), TypeAdapter(Method).validate_python(spec["method"]),
+        TrainingConfig.model_validate(spec["config"]), rank_device(spec["device"]), spec["precision"],
+        Path(spec["output_dir"]), RunTracker(run_id) if rank == 0 and run_id else None,
+        chat_template=spec["chat_template"], max_length=spec["max_length"], task=spec["task"],
+        label_names=spec["label_names"], base_dtype=spec["base_dtype"], init_from=spec["init_from"],
+    )
+
+
+@record  # torchrun's own failure summary then carries the traceback too
+def main(spec_path: str) -> None:
+    rank = int(os.environ["RANK"])
+    spec = json.loads(Path(spec_path).read_text())
+    output_dir = Path(spec["output_dir"])
+    try:
+        outcome = train_rank(spec, rank)
+    except Exception as error:
+        write_error_report(output_dir, rank, error)
+        raise
+    if rank == 0:
+        from adapterflow.training.distributed import write_outcome
+
+        write_outcome(outcome, output_dir)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
