@@ -126,9 +126,13 @@ def _schedule_problem(cron: str | None, timezone: str) -> AdapterflowError | Non
     return None
 
 
+PrefectYamlOption = Annotated[Path | None, typer.Option(
+    "--prefect-yaml", help="write the deployments to this prefect.yaml instead of creating them")]
+
+
 @app.command()
 def deploy(config: ConfigArg, overrides: SetOption = [], cron: CronOption = None,  # noqa: B006
-           timezone: TimezoneOption = "UTC") -> None:
+           timezone: TimezoneOption = "UTC", prefect_yaml: PrefectYamlOption = None) -> None:
     """Create or update the config's deployments on the Prefect server in PREFECT_API_URL (idempotent)."""
     configure_environment()
     try:
@@ -137,6 +141,14 @@ def deploy(config: ConfigArg, overrides: SetOption = [], cron: CronOption = None
         raise _fail(error) from None
     if (problem := _schedule_problem(cron, timezone)) is not None:
         raise _fail(problem)
+    if prefect_yaml is not None:
+        from adapterflow.deploy import deployment_specs, prefect_yaml as render
+
+        command = " ".join(["adapterflow deploy", str(config), *(f"--set {o}" for o in overrides),
+                            *([f'--cron "{cron}" --timezone {timezone}'] if cron else [])])
+        prefect_yaml.write_text(render(deployment_specs(loaded, cron, timezone), command))
+        output.print(f"[green]wrote[/] {prefect_yaml}", highlight=False)
+        return
     if not os.environ.get("PREFECT_API_URL"):
         raise _fail(AdapterflowError("deploy needs a Prefect server: PREFECT_API_URL is not set",
                                      hint="start one (adapterflow stack up, or see infra/README.md) and export its "
@@ -144,8 +156,8 @@ def deploy(config: ConfigArg, overrides: SetOption = [], cron: CronOption = None
     from adapterflow.deploy import deploy_config
 
     for deployed in deploy_config(loaded, cron, timezone):
-        output.print(f"[green]deployed[/] {deployed.name} on work pool {deployed.pool}"
-                     + (f", schedule {deployed.schedule}" if deployed.schedule else ""), highlight=False)
+        output.print(f"[green]deployed[/] {deployed.full_name} on work pool {deployed.work_pool}"
+                     + (f", schedule {deployed.cron} ({deployed.timezone})" if deployed.cron else ""), highlight=False)
 
 
 @app.command()

@@ -62,19 +62,6 @@ def prefect_healthy(port: int) -> bool:
     return http_ok(f"{prefect_api_url(port)}/health")
 
 
-def ensure_work_pool(api_url: str, name: str, concurrency_limit: int | None) -> None:
-    """Create a process work pool with Prefect's default job template; an existing pool gets the new limit."""
-    from prefect.workers.process import ProcessWorker
-
-    pool = {"name": name, "type": "process", "concurrency_limit": concurrency_limit,
-            "base_job_template": ProcessWorker.get_default_base_job_template()}
-    response = httpx.post(f"{api_url}/work_pools/", json=pool, timeout=30)
-    if response.status_code == 409:
-        response = httpx.patch(f"{api_url}/work_pools/{name}", json={"concurrency_limit": concurrency_limit},
-                               timeout=30)
-    response.raise_for_status()
-
-
 def online_workers(api_url: str, pool: str) -> int:
     """How many of the pool's workers Prefect counts as ONLINE (they heartbeat when they start polling)."""
     try:

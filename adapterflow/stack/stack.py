@@ -10,7 +10,10 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
+from prefect.client.orchestration import SyncPrefectClient
+
 from adapterflow.errors import AdapterflowError
+from adapterflow.pools import ensure_work_pool
 from adapterflow.stack import objectstore, postgres, servers
 from adapterflow.stack.environment import client_env, s3_env
 from adapterflow.stack.ports import resolve_ports
@@ -170,7 +173,8 @@ class Stack:
 
     def _start_worker(self, pool: str, prefect_api: str) -> subprocess.Popen[bytes]:
         settings = self.settings.pools[pool]
-        servers.ensure_work_pool(prefect_api, pool, settings.concurrency_limit)
+        with SyncPrefectClient(prefect_api) as client:
+            ensure_work_pool(client, pool, settings.concurrency_limit)
         folder = self.layout.worker_root(pool)
         home = settings.home or folder / "home"
         home.mkdir(parents=True, exist_ok=True)

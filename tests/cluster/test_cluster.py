@@ -1,0 +1,186 @@
+"""The same config across machines, on real servers: Postgres, an S3 store, an MLflow server, a Prefect server
+with its scheduler, and a `cpu` and a `cuda` process worker, each worker with its own ADAPTERFLOW_HOME.
+
+Every process is started by the stack and stopped by PID on the way out, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from mlflow.tracking import MlflowClient
+
+from adapterflow.stack import PoolSettings, StackSettings
+from tests.conftest import tiny_config, write_config
+from tests.stack_servers import running_stack
+
+pytestmark = pytest.mark.servers
+
+MODEL = "tiny-cluster"
+SCHEDULED = "tiny-scheduled"
+RUN_TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[dict]:
+    root = tmp_path_factory.mktemp("cluster")
+    worker_env = {"HF_HUB_OFFLINE": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    settings = StackSettings(
+        s3_port=0, mlflow_port=0, prefect_port=0, worker_query_seconds=1,
+        pools={"cpu": PoolSettings(home=root / "cpu-home", env=worker_env),
+               "cuda": PoolSettings(home=root / "cuda-home", env=worker_env)},
+        server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"},
+    )
+    with running_stack(root / "stack", settings) as env:
+        yield {"root": root, "env": env, "model_dir": tiny_model_dir}
+
+
+def cli(env: dict[str, str], home: Path, *args: str) -> str:
+    """Run the adapterflow CLI as a user would, against the stack."""
+    full_env = {**os.environ, **env, "ADAPTERFLOW_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-m", "adapterflow.cli", *args], env=full_env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def prefect_client(env: dict[str, str]):  # noqa: ANN201
+    from prefect.client.orchestration import SyncPrefectClient
+
+    return SyncPrefectClient(env["PREFECT_API_URL"])
+
+
+def start_deployment(env: dict[str, str], name: str, parameters: dict | None = None) -> str:
+    with prefect_client(env) as client:
+        deployment = client.read_deployment_by_name(name)
+        return str(client.create_flow_run_from_deployment(deployment.id, parameters=parameters).id)
+
+
+def wait_for(env: dict[str, str], flow_run_ids: list[str], timeout_s: float = RUN_TIMEOUT_S) -> list:
+    """The flow runs once all are final; fails with their states when they don't get there in time."""
+    deadline = time.monotonic() + timeout_s
+    with prefect_client(env) as client:
+        while True:
+            runs = [client.read_flow_run(run_id) for run_id in flow_run_ids]
+            if all(run.state is not None and run.state.is_final() for run in runs):
+                return runs
+            assert time.monotonic() < deadline, [(run.name, run.state) for run in runs]
+            time.sleep(1)
+
+
+def flow_runs_of(env: dict[str, str], deployment: str) -> list:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with prefect_client(env) as client:
+        found = client.read_deployment_by_name(deployment)
+        return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[found.id])))
+
+
+def train_spans(env: dict[str, str], flow_run_ids: list[str]) -> list[tuple]:
+    """(start, end) of the train task of each flow run."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
+
+    with prefect_client(env) as client:
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_run_ids)),
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="train")),
+        )
+    return [(task.start_time, task.end_time) for task in tasks if task.name.startswith("train")]
+
+
+def mlflow_run_of(client: MlflowClient, flow_run_id: str):  # noqa: ANN201
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, filter_string=f"tags.`prefect.flow_run_id` = '{flow_run_id}'")
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def bucket_keys(env: dict[str, str], prefix: str) -> list[str]:
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="adapterflow", Prefix=prefix)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+def test_distributed_run_trains_on_the_cuda_pool_through_the_bucket_and_retrains_only_on_change(cluster: dict) -> None:
+    env, root = cluster["env"], cluster["root"]
+    config = tiny_config(cluster["model_dir"], execution={"device": "cpu", "mode": "distributed",
+                                                          "pickup_timeout_s": 120})
+    config["name"] = MODEL
+    config_path = write_config(root, config, "cluster.yaml")
+    deployed = cli(env, root / "deployer-home", "deploy", str(config_path))
+    assert f"adapterflow-train/{MODEL} on work pool cuda" in deployed, deployed
+
+    first = wait_for(env, [start_deployment(env, f"adapterflow-finetune/{MODEL}")])[0]
+    assert first.state.is_completed(), first.state
+    assert first.work_pool_name == "cpu"
+    trains = flow_runs_of(env, f"adapterflow-train/{MODEL}")
+    evaluations = flow_runs_of(env, f"adapterflow-evaluate/{MODEL}")
+    assert len(trains) == 1 and len(evaluations) == 1
+    for child in (*trains, *evaluations):
+        assert child.work_pool_name == "cuda" and child.state.is_completed()
+        assert child.parent_task_run_id is not None  # a subflow of the pipeline run
+
+    # The cuda worker has its own home: it fetched the tokenized data from the bucket and trained there.
+    cuda_cache = root / "cuda-home" / "cache"
+    adapters = list((cuda_cache / "adapters").glob("*/adapter/adapter_model.safetensors"))
+    assert len(adapters) == 1 and list((cuda_cache / "tokenized").glob("*/train.parquet"))
+    key = adapters[0].parent.parent.name
+    keys = bucket_keys(env, "cache/")
+    assert f"cache/adapters/{key}/metrics.json" in keys
+    assert f"cache/adapters/{key}/adapter/adapter_model.safetensors" in keys
+    assert any(k.startswith("cache/tokenized/") and k.endswith("/stats.json") for k in keys)
+
+    tracking = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    run = mlflow_run_of(tracking, str(first.id))
+    assert run.info.status == "FINISHED"
+    assert "eval/candidate/perplexity" in run.data.metrics and "train/loss" in run.data.metrics
+    versions = tracking.search_model_versions(f"name='{MODEL}'")
+    assert [str(v.version) for v in versions] == ["1"]
+    assert any(k.endswith("model/artifacts/adapter/adapter_model.safetensors") for k in bucket_keys(env, "mlartifacts/"))
+
+    # Nothing changed: the next run is a no-op, with no training and no new version.
+    again = wait_for(env, [start_deployment(env, f"adapterflow-finetune/{MODEL}")])[0]
+    assert again.state.is_completed(), again.state
+    noop = mlflow_run_of(tracking, str(again.id))
+    assert noop.data.tags.get("adapterflow.skipped") == "unchanged", noop.data.tags
+    assert len(flow_runs_of(env, f"adapterflow-train/{MODEL}")) == 1
+    assert [str(v.version) for v in tracking.search_model_versions(f"name='{MODEL}'")] == ["1"]
+
+    # Two runs of one model started at once, both with something to train (in the cpu worker's processes, to
+    # keep the test short): their training never overlaps.
+    pair = []
+    for rate in (0.02, 0.03):
+        changed = {**config, "training": {**config["training"], "learning_rate": rate},
+                   "execution": {**config["execution"], "mode": "local"}}
+        pair.append(start_deployment(env, f"adapterflow-finetune/{MODEL}", {"config": changed}))
+    assert all(run.state.is_completed() for run in wait_for(env, pair, 2 * RUN_TIMEOUT_S))
+    spans = sorted(train_spans(env, pair))
+    assert len(spans) == 2 and spans[0][1] <= spans[1][0], spans
+    assert len(tracking.search_model_versions(f"name='{MODEL}'")) == 3
+
+
+def test_a_cron_schedule_fires_on_the_server_and_its_run_completes(cluster: dict) -> None:
+    env, root = cluster["env"], cluster["root"]
+    config = tiny_config(cluster["model_dir"], execution={"device": "cpu"})
+    config["name"] = SCHEDULED
+    config_path = write_config(root, config, "scheduled.yaml")
+    deployed = cli(env, root / "deployer-home", "deploy", str(config_path), "--cron", "* * * * *")
+    assert "schedule * * * * * (UTC)" in deployed
+    deadline = time.monotonic() + 150  # the next minute, then the run itself
+    while True:
+        runs = [r for r in flow_runs_of(env, f"adapterflow-finetune/{SCHEDULED}") if r.state.is_completed()]
+        if runs:
+            break
+        assert time.monotonic() < deadline, [(r.name, r.state) for r in flow_runs_of(env, f"adapterflow-finetune/{SCHEDULED}")]
+        time.sleep(2)
+    assert runs[0].auto_scheduled
+    run = mlflow_run_of(MlflowClient(env["MLFLOW_TRACKING_URI"]), str(runs[0].id))
+    assert run.info.status == "FINISHED"
