@@ -18,6 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from adapterflow.stack import PoolSettings, StackSettings
+from schemas import load_config
 from tests.conftest import tiny_config, write_config
 from tests.stack_servers import running_stack
 
@@ -158,9 +159,8 @@ def test_distributed_run_trains_on_the_cuda_pool_through_the_bucket_and_retrains
     # keep the test short): their training never overlaps.
     pair = []
     for rate in (0.02, 0.03):
-        changed = {**config, "training": {**config["training"], "learning_rate": rate},
-                   "execution": {**config["execution"], "mode": "local"}}
-        pair.append(start_deployment(env, f"adapterflow-finetune/{MODEL}", {"config": changed}))
+        changed = load_config(config_path, [f"training.learning_rate={rate}", "execution.mode=local"])
+        pair.append(start_deployment(env, f"adapterflow-finetune/{MODEL}", {"config": changed.model_dump(mode="json")}))
     assert all(run.state.is_completed() for run in wait_for(env, pair, 2 * RUN_TIMEOUT_S))
     spans = sorted(train_spans(env, pair))
     assert len(spans) == 2 and spans[0][1] <= spans[1][0], spans
