@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from adapterflow.data.text import flat_messages
 from adapterflow.templates import TemplateRenderer

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow.parquet as pq
 
 from adapterflow.data.formats import RowError
 from adapterflow.data.tables import open_parquet

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from adapterflow.data.tables import open_parquet
 from adapterflow.data.minhash import band_keys, shingle_hashes, signatures, text_keys, word_hashes
