@@ -52,7 +52,7 @@ def prepare(folder: Path, train: int, held_out: int):
     from adapterflow.data.python_docs import build_python_docs
     from adapterflow.data.tables import TableWriter
     from adapterflow.home import Home
-from adapterflow.storage import Storage
+    from adapterflow.storage import Storage
     from adapterflow.models.base import materialise_builtin, weights_sha256
     from adapterflow.records import BaseModelRef, SplitResult
     from schemas.tokenize import TokenizeConfig

@@ -58,9 +58,9 @@ def main() -> None:
 
     from adapterflow.data.tables import TableWriter
     from adapterflow.home import Home
-from adapterflow.storage import Storage
+    from adapterflow.storage import Storage
     from adapterflow.models.base import load_tokenizer, materialise_builtin
-    from adapterflow.records import BaseModelRef, DataTable, SplitResult
+    from adapterflow.records import BaseModelRef, SplitResult
     from schemas.tokenize import TokenizeConfig
     from tasks.tokenize import tokenize_splits
 

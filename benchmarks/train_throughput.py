@@ -80,8 +80,7 @@ def adapterflow(model_dir: str, train: list, steps: int, batch: int, out: str, q
 
     from adapterflow.data.tables import TableWriter
     from adapterflow.devices import select_precision
-    from adapterflow.home import Home
-from adapterflow.storage import Storage
+    from adapterflow.storage import Storage
     from adapterflow.records import BaseModelRef, SplitResult
     from adapterflow.training.trainer import train_adapter
     from schemas.method import LoraMethod
