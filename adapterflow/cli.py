@@ -116,7 +116,8 @@ def _schedule_problem(cron: str | None, timezone: str) -> AdapterflowError | Non
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        return UsageError(f"--timezone {timezone!r} is not a known time zone", hint="use an IANA name, e.g. Europe/Berlin")
+        return UsageError(f"--timezone {timezone!r} is not a known time zone",
+                          hint="use an IANA name, e.g. Europe/Berlin")
 
     try:
         Cron(cron, timezone=timezone)
@@ -150,9 +151,10 @@ def deploy(config: ConfigArg, overrides: SetOption = [], cron: CronOption = None
         output.print(f"[green]wrote[/] {prefect_yaml}", highlight=False)
         return
     if not os.environ.get("PREFECT_API_URL"):
-        raise _fail(AdapterflowError("deploy needs a Prefect server: PREFECT_API_URL is not set",
-                                     hint="start one (adapterflow stack up, or see infra/README.md) and export its "
-                                          "PREFECT_API_URL; for a schedule on this machine alone use `adapterflow serve`"))
+        raise _fail(AdapterflowError(
+            "deploy needs a Prefect server: PREFECT_API_URL is not set",
+            hint="start one (adapterflow stack up, or see infra/README.md) and export its PREFECT_API_URL; "
+                 "for a schedule on this machine alone use `adapterflow serve`"))
     from adapterflow.deploy import deploy_config
 
     for deployed in deploy_config(loaded, cron, timezone):

@@ -6,7 +6,8 @@ from mlflow.tracking import MlflowClient
 
 from adapterflow.records import BaseModelRef, ChangeCheck, RunContext
 from adapterflow.retrain import (
-    TAG_REGISTERED_MODEL, TAG_RETRAIN_KEY, TAG_RETRAIN_REASON, code_digest, decide_retrain, last_successful_run, retrain_key,
+    TAG_REGISTERED_MODEL, TAG_RETRAIN_KEY, TAG_RETRAIN_REASON, code_digest, decide_retrain, last_successful_run,
+    retrain_key,
 )
 from adapterflow.stage import stage, stage_logger
 from adapterflow.tracking import RunTracker

@@ -63,7 +63,7 @@ def check_tokens(tokenized: TokenizedData, config: ValidationConfig, chat: bool,
     RunTracker(run.mlflow_run_id).log_artifact(result.report_path, "validation")
     if not result.success:
         raise ValidationGateFailed(
-            f"token checks failed:\n  " + "\n  ".join(result.failed),
+            "token checks failed:\n  " + "\n  ".join(result.failed),
             hint="raise tokenize.max_length, fix the chat template, or relax data.validation "
                  "(max_truncated_share, max_no_label_share, require_end_of_turn)",
         )

@@ -55,8 +55,8 @@ def contenders(base: BaseModelRef, adapter_dir: Path, champion: ChampionRef | No
         Contender("candidate", base.path, adapter_identity(base.sha256, adapter_dir), str(adapter_dir)),
     ]
     if champion is not None:
-        models.append(Contender("champion", champion.base_path, adapter_identity(champion.base_sha256, champion.adapter_dir),
-                                champion.adapter_dir))
+        identity = adapter_identity(champion.base_sha256, champion.adapter_dir)
+        models.append(Contender("champion", champion.base_path, identity, champion.adapter_dir))
     return models
 
 

@@ -34,6 +34,25 @@ def prefect_server() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """One real stack for the `servers` tests: Postgres, S3, MLflow, a Prefect server with its scheduler and a
+    `cpu` and a `cuda` worker, each with its own ADAPTERFLOW_HOME. Stopped by PID at the end, whatever happened."""
+    from adapterflow.stack import PoolSettings, StackSettings
+    from tests.stack_servers import running_stack
+
+    root = tmp_path_factory.mktemp("cluster")
+    worker_env = {"HF_HUB_OFFLINE": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    settings = StackSettings(
+        s3_port=0, mlflow_port=0, prefect_port=0, worker_query_seconds=1,
+        pools={"cpu": PoolSettings(home=root / "cpu-home", env=worker_env),
+               "cuda": PoolSettings(home=root / "cuda-home", env=worker_env, concurrency_limit=1)},
+        server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"},
+    )
+    with running_stack(root / "stack", settings) as env:
+        yield {"root": root, "stack_root": root / "stack", "env": env}
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     from tests.tiny_model import build_tiny_model
 

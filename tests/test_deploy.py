@@ -22,8 +22,9 @@ PREFECT_YAML_COMMAND = ["execution.mode=distributed"], "0 3 * * 1", "Europe/Berl
 def test_local_mode_deploys_the_pipeline_only_and_distributed_mode_adds_the_gpu_flows() -> None:
     local = deployment_specs(load_config(DEMO), None, "UTC")
     assert [(s.full_name, s.work_pool) for s in local] == [("adapterflow-finetune/stdlib-docs-assistant", "cpu")]
-    distributed = deployment_specs(load_config(DEMO, ["execution.mode=distributed", "execution.pools.gpu=a100",
-                                                      "execution.gpu_job_variables={env: {X: '1'}}"]), "0 3 * * 1", "UTC")
+    overrides = ["execution.mode=distributed", "execution.pools.gpu=a100",
+                 "execution.gpu_job_variables={env: {X: '1'}}"]
+    distributed = deployment_specs(load_config(DEMO, overrides), "0 3 * * 1", "UTC")
     assert [(s.full_name, s.work_pool) for s in distributed] == [
         ("adapterflow-finetune/stdlib-docs-assistant", "cpu"), ("adapterflow-train/stdlib-docs-assistant", "a100"),
         ("adapterflow-evaluate/stdlib-docs-assistant", "a100")]

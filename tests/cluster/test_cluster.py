@@ -1,7 +1,7 @@
 """The same config across machines, on real servers: Postgres, an S3 store, an MLflow server, a Prefect server
 with its scheduler, and a `cpu` and a `cuda` process worker, each worker with its own ADAPTERFLOW_HOME.
 
-Every process is started by the stack and stopped by PID on the way out, also when a test fails.
+The stack is the session's `cluster` fixture (tests/conftest.py): started once, stopped by PID at the end.
 """
 
 from __future__ import annotations
@@ -10,37 +10,21 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 from mlflow.tracking import MlflowClient
 
-from adapterflow.stack import PoolSettings, StackSettings
 from schemas import load_config
 from tests.conftest import tiny_config, write_config
-from tests.stack_servers import running_stack
 
 pytestmark = pytest.mark.servers
 
 MODEL = "tiny-cluster"
 SCHEDULED = "tiny-scheduled"
+BROKEN = "tiny-broken"
 RUN_TIMEOUT_S = 240
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[dict]:
-    root = tmp_path_factory.mktemp("cluster")
-    worker_env = {"HF_HUB_OFFLINE": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    settings = StackSettings(
-        s3_port=0, mlflow_port=0, prefect_port=0, worker_query_seconds=1,
-        pools={"cpu": PoolSettings(home=root / "cpu-home", env=worker_env),
-               "cuda": PoolSettings(home=root / "cuda-home", env=worker_env)},
-        server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"},
-    )
-    with running_stack(root / "stack", settings) as env:
-        yield {"root": root, "env": env, "model_dir": tiny_model_dir}
 
 
 def cli(env: dict[str, str], home: Path, *args: str) -> str:
@@ -110,9 +94,11 @@ def bucket_keys(env: dict[str, str], prefix: str) -> list[str]:
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
-def test_distributed_run_trains_on_the_cuda_pool_through_the_bucket_and_retrains_only_on_change(cluster: dict) -> None:
+def test_distributed_run_trains_on_the_cuda_pool_through_the_bucket_and_retrains_only_on_change(
+    cluster: dict, tiny_model_dir: Path
+) -> None:
     env, root = cluster["env"], cluster["root"]
-    config = tiny_config(cluster["model_dir"], execution={"device": "cpu", "mode": "distributed",
+    config = tiny_config(tiny_model_dir, execution={"device": "cpu", "mode": "distributed",
                                                           "pickup_timeout_s": 120})
     config["name"] = MODEL
     config_path = write_config(root, config, "cluster.yaml")
@@ -145,7 +131,8 @@ def test_distributed_run_trains_on_the_cuda_pool_through_the_bucket_and_retrains
     assert "eval/candidate/perplexity" in run.data.metrics and "train/loss" in run.data.metrics
     versions = tracking.search_model_versions(f"name='{MODEL}'")
     assert [str(v.version) for v in versions] == ["1"]
-    assert any(k.endswith("model/artifacts/adapter/adapter_model.safetensors") for k in bucket_keys(env, "mlartifacts/"))
+    artifacts = bucket_keys(env, "mlartifacts/")  # through the MLflow server's artifact proxy
+    assert any(k.endswith("model/artifacts/adapter/adapter_model.safetensors") for k in artifacts)
 
     # Nothing changed: the next run is a no-op, with no training and no new version.
     again = wait_for(env, [start_deployment(env, f"adapterflow-finetune/{MODEL}")])[0]
@@ -155,6 +142,12 @@ def test_distributed_run_trains_on_the_cuda_pool_through_the_bucket_and_retrains
     assert len(flow_runs_of(env, f"adapterflow-train/{MODEL}")) == 1
     assert [str(v.version) for v in tracking.search_model_versions(f"name='{MODEL}'")] == ["1"]
 
+    # A run whose training fails on the cuda worker (BitFit on a model without biases) fails the pipeline with
+    # the child's reason. It runs alongside the next two.
+    broken = {**config, "name": BROKEN, "method": {"type": "bitfit"}}
+    cli(env, root / "deployer-home", "deploy", str(write_config(root, broken, "broken.yaml")))
+    failing = start_deployment(env, f"adapterflow-finetune/{BROKEN}")
+
     # Two runs of one model started at once, both with something to train (in the cpu worker's processes, to
     # keep the test short): their training never overlaps.
     pair = []
@@ -162,14 +155,20 @@ def test_distributed_run_trains_on_the_cuda_pool_through_the_bucket_and_retrains
         changed = load_config(config_path, [f"training.learning_rate={rate}", "execution.mode=local"])
         pair.append(start_deployment(env, f"adapterflow-finetune/{MODEL}", {"config": changed.model_dump(mode="json")}))
     assert all(run.state.is_completed() for run in wait_for(env, pair, 2 * RUN_TIMEOUT_S))
+    failed = wait_for(env, [failing])[0]
+    assert failed.state.is_failed() and "adapterflow-train" in failed.state.message
+    assert "no biases" in failed.state.message and "pool 'cuda'" in failed.state.message, failed.state.message
+    failed_run = mlflow_run_of(tracking, str(failed.id))
+    assert failed_run.info.status == "FAILED" and "no biases" in failed_run.data.tags["adapterflow.failure"]
+
     spans = sorted(train_spans(env, pair))
     assert len(spans) == 2 and spans[0][1] <= spans[1][0], spans
     assert len(tracking.search_model_versions(f"name='{MODEL}'")) == 3
 
 
-def test_a_cron_schedule_fires_on_the_server_and_its_run_completes(cluster: dict) -> None:
+def test_a_cron_schedule_fires_on_the_server_and_its_run_completes(cluster: dict, tiny_model_dir: Path) -> None:
     env, root = cluster["env"], cluster["root"]
-    config = tiny_config(cluster["model_dir"], execution={"device": "cpu"})
+    config = tiny_config(tiny_model_dir, execution={"device": "cpu"})
     config["name"] = SCHEDULED
     config_path = write_config(root, config, "scheduled.yaml")
     deployed = cli(env, root / "deployer-home", "deploy", str(config_path), "--cron", "* * * * *")
@@ -179,7 +178,7 @@ def test_a_cron_schedule_fires_on_the_server_and_its_run_completes(cluster: dict
         runs = [r for r in flow_runs_of(env, f"adapterflow-finetune/{SCHEDULED}") if r.state.is_completed()]
         if runs:
             break
-        assert time.monotonic() < deadline, [(r.name, r.state) for r in flow_runs_of(env, f"adapterflow-finetune/{SCHEDULED}")]
+        assert time.monotonic() < deadline, flow_runs_of(env, f"adapterflow-finetune/{SCHEDULED}")
         time.sleep(2)
     assert runs[0].auto_scheduled
     run = mlflow_run_of(MlflowClient(env["MLFLOW_TRACKING_URI"]), str(runs[0].id))

@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 from adapterflow.errors import AdapterflowError
 from adapterflow.stack import (
     CLIENT_ENV_VARS,
-    PoolSettings,
     Stack,
     StackSettings,
     export_lines,
@@ -32,7 +31,6 @@ from adapterflow.stack.cli import stack_app
 from adapterflow.stack.environment import client_env
 from adapterflow.stack.ports import free_ports, resolve_ports
 from adapterflow.stack.processes import PidFile, Recorded, is_alive, spawn, stop_groups, wait_until
-from tests.stack_servers import running_stack
 
 
 def _env() -> dict[str, str]:
@@ -195,63 +193,50 @@ def test_cli_exit_codes_without_servers(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @pytest.mark.servers
-def test_the_whole_stack_on_free_ports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Postgres, S3 with a real identity, MLflow proxying artifacts into the bucket, Prefect, two workers."""
+def test_every_component_of_the_running_stack(cluster: dict, tmp_path: Path) -> None:
+    """Postgres, S3 with a real identity, MLflow proxying artifacts into the bucket, Prefect, two workers. The
+    `cluster` fixture starts the stack once per session and, when stopping it, asserts that no PID is left."""
     import boto3
     import httpx
     import psycopg2
     from botocore.exceptions import ClientError
     from mlflow.tracking import MlflowClient
 
-    for name in CLIENT_ENV_VARS:  # the MLflow client below gets nothing but the tracking URI
-        monkeypatch.delenv(name, raising=False)
-    root = tmp_path / "stack"
-    settings = StackSettings(s3_port=0, mlflow_port=0, prefect_port=0,
-                             pools={"cpu": PoolSettings(), "cuda": PoolSettings(concurrency_limit=1)},
-                             server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"})
-    started = time.monotonic()
-    with running_stack(root, settings) as env:
-        up_seconds = time.monotonic() - started
-        assert tuple(env) == CLIENT_ENV_VARS
-        sockets = json.loads((root / "stack.json").read_text())["sockets"]
-        connection = psycopg2.connect(host=sockets, dbname="postgres", user="postgres")
-        with connection, connection.cursor() as cursor:
-            cursor.execute("SELECT datname FROM pg_database")
-            assert {"mlflow", "prefect"} <= {row[0] for row in cursor.fetchall()}
-        connection.close()
+    env, root = cluster["env"], cluster["stack_root"]
+    assert tuple(env) == CLIENT_ENV_VARS
+    sockets = json.loads((root / "stack.json").read_text())["sockets"]
+    connection = psycopg2.connect(host=sockets, dbname="postgres", user="postgres")
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SELECT datname FROM pg_database")
+        assert {"mlflow", "prefect"} <= {row[0] for row in cursor.fetchall()}
+    connection.close()
 
-        def s3(secret: str):
-            return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                                aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=secret)
+    def s3(secret: str):  # noqa: ANN202
+        return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                            aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=secret)
 
-        with pytest.raises(ClientError):
-            s3("not-the-secret").list_buckets()
-        bucket = s3(env["AWS_SECRET_ACCESS_KEY"])
-        assert "adapterflow" in [entry["Name"] for entry in bucket.list_buckets()["Buckets"]]
+    with pytest.raises(ClientError):
+        s3("not-the-secret").list_buckets()
+    bucket = s3(env["AWS_SECRET_ACCESS_KEY"])
+    assert "adapterflow" in [entry["Name"] for entry in bucket.list_buckets()["Buckets"]]
 
-        client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
-        run = client.create_run(client.create_experiment("stack-check"))
-        artifact = tmp_path / "note.txt"
-        artifact.write_text("hello bucket")
-        client.log_artifact(run.info.run_id, str(artifact))
-        keys = [item["Key"] for item in bucket.list_objects_v2(Bucket="adapterflow", Prefix="mlartifacts/")
-                .get("Contents", [])]
-        assert any(key.endswith(f"{run.info.run_id}/artifacts/note.txt") for key in keys), keys
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])  # nothing but the tracking URI
+    run = client.create_run(client.create_experiment("stack-check"))
+    artifact = tmp_path / "note.txt"
+    artifact.write_text("hello bucket")
+    client.log_artifact(run.info.run_id, str(artifact))
+    keys = [item["Key"] for item in bucket.list_objects_v2(Bucket="adapterflow", Prefix="mlartifacts/")
+            .get("Contents", [])]
+    assert any(key.endswith(f"{run.info.run_id}/artifacts/note.txt") for key in keys), keys
 
-        assert httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=5).json() is True
-        for pool in ("cpu", "cuda"):
-            assert servers.online_workers(env["PREFECT_API_URL"], pool) == 1
-        cuda = httpx.get(f"{env['PREFECT_API_URL']}/work_pools/cuda", timeout=5).json()
-        assert cuda["type"] == "process" and cuda["concurrency_limit"] == 1
+    assert httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=5).json() is True
+    for pool in ("cpu", "cuda"):
+        assert servers.online_workers(env["PREFECT_API_URL"], pool) == 1
+    cuda = httpx.get(f"{env['PREFECT_API_URL']}/work_pools/cuda", timeout=5).json()
+    assert cuda["type"] == "process" and cuda["concurrency_limit"] == 1
 
-        statuses = Stack(root).status()  # from the files, as another process would
-        assert [status.name for status in statuses] == ["postgres", "s3", "mlflow", "prefect", "worker-cpu",
-                                                        "worker-cuda"]
-        assert all(status.alive and status.healthy for status in statuses), statuses
-        recorded = PidFile(root / "pids.json").read()
-        assert set(recorded) == {status.name for status in statuses}
-        checks_done = time.monotonic()
-    assert not (root / "pids.json").exists()
-    assert not any(is_alive(entry) for entry in recorded.values())
-    print(f"\nstack up {up_seconds:.1f} s, checks {checks_done - started - up_seconds:.1f} s, "
-          f"down {time.monotonic() - checks_done:.1f} s")
+    statuses = Stack(root).status()  # from the files, as another process would
+    assert [status.name for status in statuses] == ["postgres", "s3", "mlflow", "prefect", "worker-cpu",
+                                                    "worker-cuda"]
+    assert all(status.alive and status.healthy for status in statuses), statuses
+    assert set(PidFile(root / "pids.json").read()) == {status.name for status in statuses}
