@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -165,23 +166,42 @@ def deploy(config: ConfigArg, overrides: SetOption = [], cron: CronOption = None
 @app.command()
 def serve(config: ConfigArg, cron: Annotated[str, typer.Option("--cron", help="cron schedule")],
           overrides: SetOption = [], timezone: TimezoneOption = "UTC") -> None:  # noqa: B006
-    """Run the pipeline on a cron schedule from this process, without a server or workers (Prefect's serve)."""
-    configure_environment()
+    """Run the pipeline on a cron schedule from this process, without workers (Prefect's serve).
+
+    Prefect's temporary API runs no scheduler, so without PREFECT_API_URL this starts a Prefect server under
+    ADAPTERFLOW_HOME/prefect for as long as it serves, and stops it on exit.
+    """
+    home = configure_environment()
     try:
         loaded = _load(config, overrides)
     except ConfigError as error:
         raise _fail(error) from None
     if (problem := _schedule_problem(cron, timezone)) is not None:
         raise _fail(problem)
+    from contextlib import nullcontext
+
     from prefect.schedules import Cron
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from adapterflow.logs import hide_user_error_tracebacks, quiet_third_party
+    from adapterflow.stack.servers import scheduler_server
     from flows.finetune import finetune
 
     quiet_third_party()
     hide_user_error_tracebacks()
-    finetune.serve(name=loaded.name, schedules=[Cron(cron, timezone=timezone)],
-                   parameters={"config": loaded.model_dump(mode="json")})
+    # SIGTERM (a service manager stopping us) unwinds like Ctrl-C, so the server we started is stopped too
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    given = os.environ.get("PREFECT_API_URL")
+    server = nullcontext(given) if given else scheduler_server(home.prefect, home.root / "serve-prefect-server.log")
+    try:
+        with server as api_url, temporary_settings({PREFECT_API_URL: api_url}):
+            console.print(f"serving {loaded.name} on {cron!r} ({timezone}) with the Prefect API at {api_url}")
+            finetune.serve(name=loaded.name, schedules=[Cron(cron, timezone=timezone)],
+                           parameters={"config": loaded.model_dump(mode="json")}, print_starting_message=False)
+    except KeyboardInterrupt:
+        console.print("stopped serving")
+    except AdapterflowError as error:
+        raise _fail(error) from None
 
 
 @app.command()

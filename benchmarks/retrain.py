@@ -4,7 +4,8 @@ scratch when the data changed, on the demo config and the real SmolLM2 model, wi
     .venv/bin/python -m benchmarks.retrain [--steps 10]
 
 Every run is the CLI (`adapterflow run`) in a fresh process, as a scheduled run on a worker would be, against
-a real `prefect server start` (SQLite) on 127.0.0.1 that this script starts and stops by PID. To keep the
+a real `prefect server start` (SQLite) on 127.0.0.1 that this script starts and stops by PID (the same one
+`adapterflow serve` starts). To keep the
 benchmark short, training is cut to --steps steps (the demo trains 50); the no-op doesn't depend on that.
 """
 
@@ -19,11 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
-from adapterflow.stack.ports import free_ports
-from adapterflow.stack.processes import Recorded, spawn, stop_groups, wait_until
-from adapterflow.stack.servers import prefect_api_url, prefect_healthy, prefect_server_command
+from adapterflow.stack.servers import scheduler_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "configs" / "smollm2_lora_cpu.yaml"
@@ -48,14 +45,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="training steps per retrain")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="adapterflow-retrain-"))
-    (port,) = free_ports(1)
-    server_env = {**os.environ, "PREFECT_HOME": str(folder / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    log = folder / "prefect-server.log"
-    server = spawn(prefect_server_command(port), server_env, log)
-    recorded = Recorded(pid=server.pid, started=psutil.Process(server.pid).create_time())
-    try:
-        wait_until("prefect server", lambda: prefect_healthy(port), server, log, 180)
-        env = {**os.environ, "PREFECT_API_URL": prefect_api_url(port), "ADAPTERFLOW_HOME": str(folder / "home"),
+    with scheduler_server(folder / "prefect", folder / "prefect-server.log") as api_url:
+        env = {**os.environ, "PREFECT_API_URL": api_url, "ADAPTERFLOW_HOME": str(folder / "home"),
                "HF_HUB_OFFLINE": "1"}
         steps = f"training.max_steps={args.steps}"
         rows = []
@@ -69,8 +60,6 @@ def main() -> None:
         rows.append(("changed data, warm start from champion", seconds, warm))
         seconds, scratch = run_cli(env, folder, "scratch", steps, CHANGED_DATA)
         rows.append(("changed data, from scratch", seconds, scratch))
-    finally:
-        stop_groups([recorded])
     print(f"{'run':44} {'wall s':>8} {'outcome':>20} {'eval ppl':>9} {'version':>8}")
     for name, seconds, summary in rows:
         perplexity = summary["metrics"].get("candidate", {}).get("perplexity")

@@ -1,6 +1,7 @@
 """The data flow: from the configured sources to checked, tokenized train and eval splits and a data report."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Prefect builds each flow's parameter model from real annotations,
+# and a flow loaded from its file (serve, workers) could not resolve them as strings.
 
 from prefect import flow
 

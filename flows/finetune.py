@@ -1,6 +1,7 @@
 """The fine-tuning pipeline flow."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Prefect builds each flow's parameter model from real annotations,
+# and a flow loaded from its file (serve, workers) could not resolve them as strings.
 
 from typing import Any
 

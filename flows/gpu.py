@@ -5,7 +5,8 @@ take records of storage URIs, find the base model by name in their own ADAPTERFL
 sha256), and hand their record back through the store.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Prefect builds each flow's parameter model from real annotations,
+# and a flow loaded from its file (serve, workers) could not resolve them as strings.
 
 from typing import Any
 

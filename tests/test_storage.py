@@ -55,3 +55,23 @@ def test_records_round_trip_through_the_store(tmp_path: Path) -> None:
     store = Storage.local(tmp_path)
     store.put_json("records/run/train.json", {"key": "k"})
     assert store.get_json("records/run/train.json") == {"key": "k"}
+
+
+def test_on_s3_the_marker_is_uploaded_after_every_other_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import adapterflow.storage as storage
+
+    uploaded: list[str] = []
+
+    class Recorder:
+        def upload_file(self, path: str, bucket: str, key: str) -> None:
+            uploaded.append(key)
+
+    monkeypatch.setattr(storage, "s3_client", Recorder)
+    folder = tmp_path / "adapter"
+    (folder / "adapter").mkdir(parents=True)
+    for name in ("metrics.json", "adapter/adapter_model.safetensors", "adapter/tokenizer.json", "z.json"):
+        (folder / name).write_text("x")
+    store = Storage("s3://bucket/cache", tmp_path / "mirror")
+    store.publish(folder, "adapters", "k", "metrics.json")
+    assert uploaded[-1] == "cache/adapters/k/metrics.json" and len(uploaded) == 4
+    assert (tmp_path / "mirror" / "adapters" / "k" / "metrics.json").is_file()  # and kept as this machine's copy

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 
 from adapterflow.errors import AdapterflowError
 from adapterflow.stack.ports import HOST
@@ -75,3 +79,22 @@ def online_workers(api_url: str, pool: str) -> int:
 
 def worker_online(api_url: str, pool: str) -> bool:
     return online_workers(api_url, pool) > 0
+
+
+@contextmanager
+def scheduler_server(prefect_home: Path, log: Path, timeout: float = 180) -> Iterator[str]:
+    """A Prefect server on a free port for as long as the block runs: Prefect's temporary API runs no scheduler,
+    so a schedule served from this machine needs one. Yields its API URL; stopped by PID on the way out."""
+    from adapterflow.stack.ports import free_ports
+    from adapterflow.stack.processes import Recorded, spawn, stop_groups, wait_until
+
+    (port,) = free_ports(1)
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    server = spawn(prefect_server_command(port), env, log)
+    recorded = Recorded(pid=server.pid, started=psutil.Process(server.pid).create_time())
+    try:
+        wait_until("prefect server", lambda: prefect_healthy(port), server, log, timeout)
+        yield prefect_api_url(port)
+    finally:
+        stop_groups([recorded])

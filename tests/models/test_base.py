@@ -41,3 +41,18 @@ def test_builtin_smollm2_is_materialised_once_as_safetensors(tmp_path: Path) -> 
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
     assert resolve_base_model(BaseModelConfig(), home).sha256 == reference.sha256  # second call reuses the folder
+
+
+
+def test_a_worker_finds_the_base_model_by_name_and_refuses_other_weights(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapterflow.models.base import base_model_here
+    from adapterflow.records import BaseModelRef
+
+    monkeypatch.setenv("ADAPTERFLOW_HOME", str(tmp_path / "worker-home"))  # the worker's own home
+    config = BaseModelConfig.model_validate({"name": str(tiny_model_dir)})
+    pipeline = resolve_base_model(config, Home(tmp_path / "pipeline-home"))
+    assert base_model_here(pipeline.model_copy(update={"path": "/pipeline/machine/only"}), config) == pipeline
+    with pytest.raises(AdapterflowError, match="weights sha256"):
+        base_model_here(pipeline.model_copy(update={"sha256": "0" * 64}), config)
