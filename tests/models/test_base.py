@@ -48,7 +48,6 @@ def test_a_worker_finds_the_base_model_by_name_and_refuses_other_weights(
     tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from adapterflow.models.base import base_model_here
-    from adapterflow.records import BaseModelRef
 
     monkeypatch.setenv("ADAPTERFLOW_HOME", str(tmp_path / "worker-home"))  # the worker's own home
     config = BaseModelConfig.model_validate({"name": str(tiny_model_dir)})
