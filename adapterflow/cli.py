@@ -156,9 +156,17 @@ def deploy(config: ConfigArg, overrides: SetOption = [], cron: CronOption = None
             "deploy needs a Prefect server: PREFECT_API_URL is not set",
             hint="start one (adapterflow stack up, or see infra/README.md) and export its PREFECT_API_URL; "
                  "for a schedule on this machine alone use `adapterflow serve`"))
+    from httpx import HTTPError
+    from prefect.exceptions import PrefectHTTPStatusError
+
     from adapterflow.deploy import deploy_config
 
-    for deployed in deploy_config(loaded, cron, timezone):
+    try:
+        deployments = deploy_config(loaded, cron, timezone)
+    except (HTTPError, PrefectHTTPStatusError) as exc:
+        raise _fail(AdapterflowError(f"the Prefect API at {os.environ['PREFECT_API_URL']} refused or didn't answer: "
+                                     f"{exc}".splitlines()[0], hint="check PREFECT_API_URL (adapterflow stack status)"))
+    for deployed in deployments:
         output.print(f"[green]deployed[/] {deployed.full_name} on work pool {deployed.work_pool}"
                      + (f", schedule {deployed.cron} ({deployed.timezone})" if deployed.cron else ""), highlight=False)
 

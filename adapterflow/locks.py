@@ -1,7 +1,9 @@
 """One retrain per registered model at a time: a Prefect global concurrency limit keyed by the model name.
 
-The limit lives on the Prefect server (or the embedded API), so it holds across processes and machines; its
-slot is leased, so a crashed run frees it when the lease runs out instead of blocking the model forever.
+The limit lives on the Prefect server (or the embedded API's database), so it holds across processes and
+machines. The slot is leased: on a Prefect server, its repossessor service frees the lease of a run that crashed.
+The embedded API runs no lease service, so there a run killed outright leaves the slot taken; the next run waits
+execution.retrain_lock_timeout_s and then says how to free it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def one_retrain_at_a_time(model_name: str, timeout_s: float | None) -> Iterator[
         except TimeoutError:
             raise AdapterflowError(
                 f"another run of {model_name!r} held its retrain slot for over {timeout_s:.0f} s",
-                hint="let it finish, or raise execution.retrain_lock_timeout_s",
+                hint=f"let it finish, or raise execution.retrain_lock_timeout_s; if no run of it is active (one was "
+                     f"killed), free the slot: prefect global-concurrency-limit update {name} --active-slots 0",
             ) from None
         yield

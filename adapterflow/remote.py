@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import FlowRun, State, StateType, WorkerStatus
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled
@@ -25,6 +25,32 @@ def deployment_name(flow_name: str, config_name: str) -> str:
     return f"{flow_name}/{config_name}"
 
 
+def pool_has_online_worker(client: SyncPrefectClient, pool: str) -> bool:
+    return any(worker.status == WorkerStatus.ONLINE for worker in client.read_workers_for_work_pool(pool))
+
+
+def wait_until_final(
+    client: SyncPrefectClient, child: FlowRun, pool: str, flow_name: str, pickup_timeout_s: float
+) -> State:
+    """The child's final state. Only time with no online worker in the pool counts towards the timeout: a run
+    queued behind the pool's concurrency limit, or whose infrastructure is starting, is being served."""
+    unserved_since = time.monotonic()
+    while True:
+        state = client.read_flow_run(child.id).state
+        if state is not None and state.is_final():
+            return state
+        if (state is not None and state.type not in NOT_STARTED) or pool_has_online_worker(client, pool):
+            unserved_since = time.monotonic()
+        elif time.monotonic() - unserved_since > pickup_timeout_s:
+            raise AdapterflowError(
+                f"{flow_name}: no worker of work pool {pool!r} picked up flow run {child.name}; the pool had no "
+                f"online worker for {pickup_timeout_s:.0f} s",
+                hint=f"start one on a machine with the GPU: prefect worker start --pool {pool} "
+                     "(or raise execution.pickup_timeout_s)",
+            )
+        time.sleep(POLL_SECONDS)
+
+
 def run_on_pool(
     flow_name: str, config_name: str, pool: str, parameters: dict[str, Any], job_variables: dict[str, Any],
     pickup_timeout_s: float,
@@ -37,23 +63,13 @@ def run_on_pool(
     except ObjectNotFound:
         raise AdapterflowError(f"no deployment {name!r} on the Prefect server",
                                hint="run `adapterflow deploy CONFIG` once (execution.mode is distributed)") from None
-    started = time.monotonic()
     with get_client(sync_client=True) as client:
-        while True:
-            child = client.read_flow_run(child.id)
-            state = child.state
-            if state is not None and state.is_final():
-                break
-            if (state is None or state.type in NOT_STARTED) and time.monotonic() - started > pickup_timeout_s:
-                client.set_flow_run_state(child.id, Cancelled(message=f"no worker of pool {pool!r} picked it up"),
-                                          force=True)
-                raise AdapterflowError(
-                    f"{flow_name}: no worker of work pool {pool!r} picked up flow run {child.name} within "
-                    f"{pickup_timeout_s:.0f} s",
-                    hint=f"start one on a machine with the GPU: prefect worker start --pool {pool} "
-                         "(or raise execution.pickup_timeout_s)",
-                )
-            time.sleep(POLL_SECONDS)
+        try:
+            state = wait_until_final(client, child, pool, flow_name, pickup_timeout_s)
+        except BaseException:  # our own failure or Ctrl-C: the child must not go on training unattended
+            client.set_flow_run_state(child.id, Cancelled(message="the pipeline run that started it stopped"),
+                                      force=True)
+            raise
     if state.type != StateType.COMPLETED:
         raise AdapterflowError(f"{flow_name} (flow run {child.name} on pool {pool!r}) ended {state.name}: "
                                f"{state.message or 'no reason given'}")

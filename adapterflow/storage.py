@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from adapterflow.errors import AdapterflowError
+from adapterflow.hashing import sha256_json
 from adapterflow.home import Home
 from adapterflow.records import RunContext
 
@@ -49,7 +50,10 @@ class Storage:
             parsed = urlparse(setting)
             if not parsed.netloc:
                 raise AdapterflowError(f"execution.storage {setting!r} names no bucket", hint="use s3://BUCKET/PREFIX")
-            return cls(setting.rstrip("/"), home.cache)
+            root = setting.rstrip("/")
+            # each bucket's copies apart, and apart from the default local store: a marker found locally
+            # must mean the folder is in *this* store
+            return cls(root, home.cache / "mirrors" / sha256_json(root)[:12])
         if "://" in setting and not setting.startswith("file://"):
             raise AdapterflowError(f"execution.storage {setting!r}: only local folders and s3:// are supported",
                                    hint="use a folder path or s3://BUCKET/PREFIX")
@@ -86,23 +90,15 @@ class Storage:
             return None
         return self._download(kind, key)
 
-    def publish(self, staging: Path, kind: str, key: str, marker: str, replace: bool = False) -> Path:
+    def publish(self, staging: Path, kind: str, key: str, marker: str) -> Path:
         """Make a finished staging folder `<kind>/<key>`: uploaded with its marker last, then renamed locally.
 
-        When the folder exists already (another run made the same content) the staging copy is dropped,
-        unless `replace` asks for the new one.
+        Folders are content-addressed and never replaced: when another run published the same key first,
+        this staging copy is dropped.
         """
         if self.is_remote:
             _s3_upload_folder(staging, self.uri(kind, key), marker)
-        target = self.local_dir(kind, key)
-        if target.exists():
-            if not replace:
-                shutil.rmtree(staging)
-                return target
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging.replace(target)
-        return target
+        return _install(staging, self.local_dir(kind, key), marker)
 
     def fetch(self, uri: str) -> Path:
         """A local folder with the content of a URI this store handed out (downloaded once per machine)."""
@@ -138,14 +134,27 @@ class Storage:
 
     def _download(self, kind: str, key: str) -> Path:
         staging = self.staging_dir(kind)
-        _s3_download_folder(self.uri(kind, key), staging)
-        target = self.local_dir(kind, key)
-        if target.exists():  # another process of this machine fetched it meanwhile
-            shutil.rmtree(staging)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _s3_download_folder(self.uri(kind, key), staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return _install(staging, self.local_dir(kind, key), None)
+
+
+def _install(staging: Path, target: Path, marker: str | None) -> Path:
+    """Rename a complete staging folder to `target`; if another process got there first, keep theirs."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        staging.replace(target)
+    except OSError:  # the target exists (a concurrent publish or fetch of the same content)
+        if marker is not None and not (target / marker).is_file():
+            # an incomplete folder under this key (published without its marker): the complete copy wins
+            shutil.rmtree(target, ignore_errors=True)
             staging.replace(target)
-        return target
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _split(uri: str) -> tuple[str, str]:
@@ -228,7 +237,7 @@ def _s3_download_folder(uri: str, target: Path) -> None:
             found = True
             path = target / item["Key"][len(prefix) + 1 :]
             path.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(bucket, item["Key"], str(path))
+            _s3_call("download", uri, lambda k=item["Key"], p=path: client.download_file(bucket, k, str(p)))
     if not found:
         raise AdapterflowError(f"{uri} is empty or missing in the store", hint="run the pipeline again to rebuild it")
 

@@ -69,7 +69,8 @@ def prepare(folder: Path, train: int, held_out: int):
                 writer.write({"messages": [{"role": "user", "content": row["instruction"]},
                                            {"role": "assistant", "content": row["output"]}], "source": "bench", "line": index})
             tables[name] = writer.close()
-    split = SplitResult(train=tables["train"], eval=tables["eval"], fingerprint=f"bench-{train}-{held_out}")
+    split = SplitResult(train=tables["train"], eval=tables["eval"], fingerprint=f"bench-{train}-{held_out}",
+                        uri=str(folder))
     return base, tokenize_splits(split, base, TokenizeConfig(max_length=MAX_LENGTH), Storage.local(folder / "cache"))
 
 

@@ -75,7 +75,7 @@ def main() -> None:
         with TableWriter(Path(folder) / "eval.parquet", "sft") as writer:
             writer.write({"messages": convs[0], "source": "bench", "line": 0})
             held_out = writer.close()
-        split = SplitResult(train=train, eval=held_out, fingerprint=f"bench-{args.examples}")
+        split = SplitResult(train=train, eval=held_out, fingerprint=f"bench-{args.examples}", uri=str(folder))
         base = BaseModelRef(name="smollm2-135m-instruct", path=str(model_dir), sha256="bench")
         config = TokenizeConfig(max_length=args.max_length)
 

@@ -93,7 +93,7 @@ def adapterflow(model_dir: str, train: list, steps: int, batch: int, out: str, q
         for index, conv in enumerate(train):
             writer.write({"messages": conv, "source": "bench", "line": index})
         table = writer.close()
-    split = SplitResult(train=table, eval=table, fingerprint="bench")
+    split = SplitResult(train=table, eval=table, fingerprint="bench", uri=str(folder))
     base = BaseModelRef(name="smollm2", path=model_dir, sha256="bench")
     tokenized = tokenize_splits(split, base, TokenizeConfig(max_length=MAX_LENGTH), Storage.local(folder / "cache"))
     device = torch.device("cpu")

@@ -40,11 +40,12 @@ def finetune(config: PipelineConfig) -> dict[str, Any]:
         evaluation = evaluate_stage(trained, data.tokenize, data.split, base, config, run)
         registered = register(trained, evaluation, base, data.split, config, run)
         promotion = promote(registered, evaluation, config.registry.promotion, run)
-    summary = build_summary(run, data, {
-        "base_model": base, "check_changes": change, **data.stages(), "train": trained, "evaluate": evaluation,
-        "register": registered, "promote": promotion,
-    }, method=config.method.type)
-    finish_tracking(run, summary)
+        summary = build_summary(run, data, {
+            "base_model": base, "check_changes": change, **data.stages(), "train": trained, "evaluate": evaluation,
+            "register": registered, "promote": promotion,
+        }, method=config.method.type)
+        # finished before the slot is free: the next run must see this one as the last successful run
+        finish_tracking(run, summary)
     return summary
 
 

@@ -16,8 +16,10 @@ from pydantic import BaseModel
 from adapterflow.home import configure_environment
 from adapterflow.models.base import base_model_here
 from adapterflow.remote import run_on_pool
+from adapterflow.stage import stage_logger
 from adapterflow.records import BaseModelRef, EvalResult, RunContext, SplitResult, TokenizedData, TrainResult
 from adapterflow.storage import record_name, run_storage
+from adapterflow.tracking import tracking_uri
 from schemas.pipeline import PipelineConfig
 from tasks.evaluate import evaluate
 from tasks.train import train
@@ -71,7 +73,21 @@ def evaluate_stage(
     return EvalResult.model_validate(run_storage(run).get_json(record_name(run, "evaluate")))
 
 
+def machine_local_services(storage_root: str, tracking_uri: str) -> list[str]:
+    """What a GPU worker on another machine could not reach: a local folder store, a file-based MLflow store."""
+    found = []
+    if "://" not in storage_root:
+        found.append(f"the store is the local folder {storage_root} (set execution.storage or ADAPTERFLOW_STORAGE "
+                     "to s3://... or a shared folder)")
+    if tracking_uri.startswith(("sqlite:", "file:", "/")) or "://" not in tracking_uri:
+        found.append(f"MLflow is the local store {tracking_uri} (set MLFLOW_TRACKING_URI to a tracking server)")
+    return found
+
+
 def run_gpu_flow(flow_name: str, config: PipelineConfig, run: RunContext, **records: BaseModel) -> None:
+    for problem in machine_local_services(run.storage, tracking_uri()):
+        stage_logger().warning("execution.mode is distributed but %s: only a worker on this machine can serve it",
+                               problem)
     execution = config.execution
     parameters = {name: record.model_dump(mode="json") for name, record in records.items()}
     parameters |= {"config": config.model_dump(mode="json"), "run": run.model_dump(mode="json")}

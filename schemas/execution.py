@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import re
+
 from pydantic import Field, ValidationInfo, field_validator
 
 from schemas.base import StrictModel, resolve_config_path
+
+
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|CREDENTIAL|_KEY", re.IGNORECASE)
 
 
 class PoolsConfig(StrictModel):
@@ -46,9 +51,21 @@ class ExecutionConfig(StrictModel):
         600, gt=0, description="how long a GPU stage waits for a worker of the GPU pool to start it"
     )
     retrain_lock_timeout_s: float | None = Field(
-        None, gt=0, description="how long a run waits while another run of the same registered model trains; "
-        "None: as long as it takes"
+        7200, gt=0, description="how long a run waits while another run of the same registered model holds its "
+        "retrain slot, then fails saying how to free a slot a crashed run left; None: as long as it takes"
     )
+
+    @field_validator("gpu_job_variables")
+    @classmethod
+    def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # a config is logged as MLflow params and stored in deployments: secrets belong to the worker's environment
+        env = value.get("env") or {}
+        secret = sorted(name for name in env if SECRET_NAME.search(str(name)))
+        if secret:
+            raise ValueError(f"env {', '.join(secret)} looks secret: a config is logged to MLflow and stored in the "
+                             "deployment; set it in the GPU worker's environment (flow runs inherit it) or in the "
+                             "work pool's job template")
+        return value
 
     @field_validator("storage")
     @classmethod

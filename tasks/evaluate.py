@@ -10,6 +10,7 @@ and an unchanged champion are not evaluated again.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -100,6 +101,8 @@ def evaluate_contenders(
     for contender in models:
         key = cache_key("eval", EVAL_VERSION, contender.identity, tokenized.key, conversations,
                         settings.max_new_tokens, settings.sample_generations, precision, device.type)
+        if not config.execution.cache:  # a fresh result under a key of its own: stored folders are never replaced
+            key = f"{key}-{uuid.uuid4().hex[:8]}"
         cached = storage.lookup("evaluations", key, RESULT_FILE) if config.execution.cache else None
         if cached is not None:
             results[contender.name] = json.loads((cached / RESULT_FILE).read_text()) | {"skipped": True}
@@ -117,7 +120,7 @@ def evaluate_contenders(
         results[contender.name] = {"metrics": metrics, "answers": answers}
         staging = storage.staging_dir("evaluation")
         (staging / RESULT_FILE).write_text(json.dumps(results[contender.name], indent=2))
-        storage.publish(staging, "evaluations", key, RESULT_FILE, replace=True)
+        storage.publish(staging, "evaluations", key, RESULT_FILE)
         del model  # one model in memory at a time
     return results
 

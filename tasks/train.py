@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 
 from adapterflow.devices import select_device, select_precision
 from adapterflow.errors import AdapterflowError
@@ -59,6 +60,8 @@ def train_or_reuse(
     champion = warm_start_artifact(config, base)
     start = adapter_identity(champion.base_sha256, champion.adapter_dir) if champion else None
     key = adapter_key(tokenized, base, config, precision, device.type, start)
+    if not config.execution.cache:  # a fresh adapter under a key of its own: stored folders are never replaced
+        key = f"{key}-{uuid.uuid4().hex[:8]}"
     started_from = f"models:/{config.registered_model_name}/{champion.version}" if champion else None
     uri = storage.uri("adapters", key)
     found = storage.lookup("adapters", key, METRICS_FILE) if config.execution.cache else None
@@ -84,8 +87,7 @@ def train_or_reuse(
     shutil.rmtree(staging / "checkpoints", ignore_errors=True)
     metrics = outcome.metrics | {"train/precision_bf16": float(precision == "bf16")}
     (staging / METRICS_FILE).write_text(json.dumps({"metrics": metrics, "history": outcome.history}, indent=2))
-    # execution.cache=false retrains and replaces the cached adapter
-    storage.publish(staging, "adapters", key, METRICS_FILE, replace=True)
+    storage.publish(staging, "adapters", key, METRICS_FILE)
     return TrainResult(key=key, uri=uri, metrics=metrics, warm_start_from=started_from)
 
 

@@ -66,9 +66,25 @@ def test_a_gpu_stage_nobody_picks_up_times_out_naming_the_pool(tmp_path: Path, t
         "device": "cpu", "mode": "distributed", "pools": {"default": "cpu-test", "gpu": "cuda-nobody"},
         "pickup_timeout_s": 3})))
     deploy_config(config, None, "UTC")
-    with pytest.raises(AdapterflowError, match="no worker of work pool 'cuda-nobody' picked up"):
+    with pytest.raises(AdapterflowError, match="no worker of work pool 'cuda-nobody' picked up .* no online worker"):
         finetune(config)
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs()
     child = next(run for run in runs if run.work_pool_name == "cuda-nobody")
     assert child.state.is_cancelled() and child.parent_task_run_id is not None
+
+
+def test_secrets_in_the_gpu_job_variables_are_refused() -> None:
+    from adapterflow.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY looks secret"):
+        load_config(DEMO, ["execution.gpu_job_variables={env: {AWS_SECRET_ACCESS_KEY: x, CUDA_VISIBLE_DEVICES: '0'}}"])
+    assert load_config(DEMO, ["execution.gpu_job_variables={env: {CUDA_VISIBLE_DEVICES: '0'}}"])
+
+
+def test_distributed_mode_names_the_services_a_worker_elsewhere_could_not_reach() -> None:
+    from flows.gpu import machine_local_services
+
+    assert machine_local_services("s3://bucket/cache", "http://mlflow:5000") == []
+    found = machine_local_services("/home/me/.adapterflow/cache", "sqlite:////home/me/.adapterflow/mlflow.db")
+    assert len(found) == 2 and "execution.storage" in found[0] and "MLFLOW_TRACKING_URI" in found[1]

@@ -19,7 +19,9 @@ def test_default_is_the_home_cache_and_the_environment_overrides_it(
     assert Storage.resolve(None, home).root == str(home.cache)
     monkeypatch.setenv(STORAGE_ENV, "s3://bucket/prefix/")
     remote = Storage.resolve(None, home)
-    assert remote.is_remote and remote.root == "s3://bucket/prefix" and remote.mirror == home.cache
+    assert remote.is_remote and remote.root == "s3://bucket/prefix"
+    other = Storage.resolve("s3://other-bucket/prefix", home)  # copies of each store apart from the others'
+    assert len({remote.mirror, other.mirror, home.cache}) == 3 and remote.mirror.is_relative_to(home.cache)
     assert Storage.resolve(str(tmp_path / "shared"), home).root == str(tmp_path / "shared")
 
 
@@ -29,7 +31,7 @@ def test_unusable_settings_are_user_errors(tmp_path: Path, setting: str) -> None
         Storage.resolve(setting, Home(tmp_path))
 
 
-def test_a_folder_counts_once_its_marker_is_there(tmp_path: Path) -> None:
+def test_a_folder_counts_once_its_marker_is_there_and_is_never_replaced(tmp_path: Path) -> None:
     store = Storage.local(tmp_path / "store")
     assert store.lookup("adapters", "k1", "metrics.json") is None
     staging = store.staging_dir("adapter")
@@ -40,9 +42,15 @@ def test_a_folder_counts_once_its_marker_is_there(tmp_path: Path) -> None:
     staging = store.staging_dir("adapter")
     (staging / "weights.bin").write_bytes(b"new")
     (staging / "metrics.json").write_text("{}")
-    folder = store.publish(staging, "adapters", "k1", "metrics.json", replace=True)
+    folder = store.publish(staging, "adapters", "k1", "metrics.json")  # complete: it takes the incomplete one's place
     assert store.lookup("adapters", "k1", "metrics.json") == folder
     assert store.fetch(store.uri("adapters", "k1")) == folder and (folder / "weights.bin").read_bytes() == b"new"
+
+    staging = store.staging_dir("adapter")  # a concurrent run publishing the same key: the first copy stays
+    (staging / "weights.bin").write_bytes(b"later")
+    (staging / "metrics.json").write_text("{}")
+    assert store.publish(staging, "adapters", "k1", "metrics.json") == folder
+    assert (folder / "weights.bin").read_bytes() == b"new"
     assert not [p for p in (tmp_path / "store").iterdir() if p.name.startswith(".")]  # no staging left behind
 
 

@@ -98,13 +98,14 @@ def _wait_gone(entries: Sequence[Recorded], seconds: float) -> None:
 
 def stop_groups(entries: Sequence[Recorded], grace: float = 3.0) -> None:
     """SIGTERM the process groups together, SIGKILL what is left after `grace` s (weed and workers need it)."""
-    for entry in entries:
-        if is_alive(entry):
-            _signal_group(entry.pid, signal.SIGTERM)
-    _wait_gone(entries, grace)
-    for entry in entries:
+    # Only groups whose leader is ours and still runs: a stale PID file's numbers may belong to others by now.
+    running = [entry for entry in entries if is_alive(entry)]
+    for entry in running:
+        _signal_group(entry.pid, signal.SIGTERM)
+    _wait_gone(running, grace)
+    for entry in running:
         _signal_group(entry.pid, signal.SIGKILL)  # also children that outlived their leader
-    _wait_gone(entries, 5.0)
+    _wait_gone(running, 5.0)
 
 
 def log_tail(log: Path, lines: int = 30) -> str:
