@@ -116,9 +116,9 @@ def test_distributed_run_trains_on_the_cuda_pool_through_the_bucket_and_retrains
         assert child.parent_task_run_id is not None  # a subflow of the pipeline run
 
     # The cuda worker has its own home: it fetched the tokenized data from the bucket and trained there.
-    cuda_cache = root / "cuda-home" / "cache"
-    adapters = list((cuda_cache / "adapters").glob("*/adapter/adapter_model.safetensors"))
-    assert len(adapters) == 1 and list((cuda_cache / "tokenized").glob("*/train.parquet"))
+    (bucket_copies,) = (root / "cuda-home" / "cache" / "mirrors").iterdir()  # this machine's copies of the bucket
+    adapters = list((bucket_copies / "adapters").glob("*/adapter/adapter_model.safetensors"))
+    assert len(adapters) == 1 and list((bucket_copies / "tokenized").glob("*/train.parquet"))
     key = adapters[0].parent.parent.name
     keys = bucket_keys(env, "cache/")
     assert f"cache/adapters/{key}/metrics.json" in keys
