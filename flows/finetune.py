@@ -10,14 +10,22 @@ from prefect import flow
 from adapterflow.home import configure_environment
 from adapterflow.locks import one_retrain_at_a_time
 from adapterflow.summary import build_summary, unchanged_summary
-from flows.data import prepare_data
-from flows.gpu import evaluate_stage, train_stage
 from schemas.pipeline import PipelineConfig
 from tasks.base_model import prepare_base_model
 from tasks.check_changes import check_changes
-from tasks.promote import promote
-from tasks.register import register
 from tasks.track import finish_tracking, finish_unchanged, mark_run_failed, start_tracking
+
+
+def load_training_stages():  # noqa: ANN201
+    """The data, training and registry stages, imported only when a run has work to do: their libraries
+    (transformers' Trainer, peft, great-expectations, presidio) take seconds to import, and a scheduled run
+    that finds nothing changed should not pay for them."""
+    from flows.data import prepare_data
+    from flows.gpu import evaluate_stage, train_stage
+    from tasks.promote import promote
+    from tasks.register import register
+
+    return prepare_data, train_stage, evaluate_stage, register, promote
 
 
 @flow(name="adapterflow-finetune", on_failure=[mark_run_failed], on_crashed=[mark_run_failed])
@@ -35,6 +43,7 @@ def finetune(config: PipelineConfig) -> dict[str, Any]:
         change = check_changes(config, base, run)
         if not change.retrain:
             return finish_unchanged(run, unchanged_summary(run, config, {"base_model": base, "check_changes": change}))
+        prepare_data, train_stage, evaluate_stage, register, promote = load_training_stages()
         data = prepare_data(config, base, run)
         trained = train_stage(data.tokenize, base, config, run)
         evaluation = evaluate_stage(trained, data.tokenize, data.split, base, config, run)
@@ -58,6 +67,7 @@ def data_check(config: PipelineConfig) -> dict[str, Any]:
     configure_environment()
     run = start_tracking(config, kind="data-check")
     base = prepare_base_model(config.base_model, run)
+    prepare_data = load_training_stages()[0]
     data = prepare_data(config, base, run)
     summary = {"mlflow_run_id": run.mlflow_run_id, "experiment": run.experiment, "run_dir": run.run_dir,
                "data": data.report["counts"], "report": data.report,

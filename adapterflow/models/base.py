@@ -9,7 +9,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
 
 from adapterflow.errors import AdapterflowError
 from adapterflow.hashing import cache_key, sha256_files
@@ -71,6 +70,7 @@ def materialise_builtin(name: str, home: Home) -> Path:
         return target
     package, gguf_name = BUILTIN_GGUF[name]
     source = package_folder(name, package)
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_name)
