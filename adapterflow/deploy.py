@@ -93,5 +93,5 @@ def deploy_config(config: PipelineConfig, cron: str | None, timezone: str) -> li
         flow.deploy(name=spec.name, work_pool_name=spec.work_pool, parameters=spec.parameters,
                     job_variables=spec.job_variables,
                     schedules=[Cron(spec.cron, timezone=spec.timezone)] if spec.cron else [],
-                    print_next_steps=False, build=False, push=False)
+                    print_next_steps=False, build=False, push=False, ignore_warnings=True)
     return specs
