@@ -128,6 +128,17 @@ def _schedule_problem(cron: str | None, timezone: str) -> AdapterflowError | Non
     return None
 
 
+def _load_scheduled(config: Path, overrides: list[str], cron: str | None, timezone: str):  # noqa: ANN202
+    """The config of a scheduled pipeline, with its schedule checked; problems end the command with exit code 2."""
+    try:
+        loaded = _load(config, overrides)
+    except ConfigError as error:
+        raise _fail(error) from None
+    if (problem := _schedule_problem(cron, timezone)) is not None:
+        raise _fail(problem)
+    return loaded
+
+
 PrefectYamlOption = Annotated[Path | None, typer.Option(
     "--prefect-yaml", help="write the deployments to this prefect.yaml instead of creating them")]
 
@@ -137,12 +148,7 @@ def deploy(config: ConfigArg, overrides: SetOption = [], cron: CronOption = None
            timezone: TimezoneOption = "UTC", prefect_yaml: PrefectYamlOption = None) -> None:
     """Create or update the config's deployments on the Prefect server in PREFECT_API_URL (idempotent)."""
     configure_environment()
-    try:
-        loaded = _load(config, overrides)
-    except ConfigError as error:
-        raise _fail(error) from None
-    if (problem := _schedule_problem(cron, timezone)) is not None:
-        raise _fail(problem)
+    loaded = _load_scheduled(config, overrides, cron, timezone)
     if prefect_yaml is not None:
         from adapterflow.deploy import deployment_specs, prefect_yaml as render
 
@@ -180,12 +186,7 @@ def serve(config: ConfigArg, cron: Annotated[str, typer.Option("--cron", help="c
     ADAPTERFLOW_HOME/prefect for as long as it serves, and stops it on exit.
     """
     home = configure_environment()
-    try:
-        loaded = _load(config, overrides)
-    except ConfigError as error:
-        raise _fail(error) from None
-    if (problem := _schedule_problem(cron, timezone)) is not None:
-        raise _fail(problem)
+    loaded = _load_scheduled(config, overrides, cron, timezone)
     from contextlib import nullcontext
 
     from prefect.schedules import Cron
