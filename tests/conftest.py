@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,13 +35,15 @@ def prefect_server() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def cluster() -> Iterator[dict]:
     """One real stack for the `servers` tests: Postgres, S3, MLflow, a Prefect server with its scheduler and a
     `cpu` and a `cuda` worker, each with its own ADAPTERFLOW_HOME. Stopped by PID at the end, whatever happened."""
     from adapterflow.stack import PoolSettings, StackSettings
     from tests.stack_servers import running_stack
 
-    root = tmp_path_factory.mktemp("cluster")
+    # Not under pytest's basetemp: Postgres runs as another user (when the tests run as root), and every pytest
+    # session makes /tmp/pytest-of-<user> private again, which would cut a running server off its data.
+    root = Path(tempfile.mkdtemp(prefix="adapterflow-cluster-"))
     worker_env = {"HF_HUB_OFFLINE": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     settings = StackSettings(
         s3_port=0, mlflow_port=0, prefect_port=0, worker_query_seconds=1,
@@ -48,8 +51,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                "cuda": PoolSettings(home=root / "cuda-home", env=worker_env, concurrency_limit=1)},
         server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"},
     )
-    with running_stack(root / "stack", settings) as env:
-        yield {"root": root, "stack_root": root / "stack", "env": env}
+    try:
+        with running_stack(root / "stack", settings) as env:
+            yield {"root": root, "stack_root": root / "stack", "env": env}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
