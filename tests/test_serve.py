@@ -52,6 +52,8 @@ def test_a_served_cron_schedule_fires_and_stopping_serve_stops_its_server(tmp_pa
         psutil.wait_procs(children, timeout=15)
         assert not [child.pid for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
     finally:
-        if serve.poll() is None:
+        if serve.poll() is None:  # its Prefect server runs in a session of its own: stop it by PID too
+            for child in psutil.Process(serve.pid).children(recursive=True):
+                child.kill()
             os.killpg(serve.pid, signal.SIGKILL)
         log.close()
