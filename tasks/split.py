@@ -140,9 +140,14 @@ def split_rows(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     key = digest[:KEY_LENGTH]
-    skipped = storage.lookup("datasets", key, FINGERPRINT_FILE) is not None
-    (staging / FINGERPRINT_FILE).write_text(digest)
-    target = storage.publish(staging, "datasets", key, FINGERPRINT_FILE)
+    found = storage.lookup("datasets", key, FINGERPRINT_FILE)
+    skipped = found is not None
+    if skipped:  # the store has these splits already: no second upload
+        shutil.rmtree(staging)
+        target = found
+    else:
+        (staging / FINGERPRINT_FILE).write_text(digest)
+        target = storage.publish(staging, "datasets", key, FINGERPRINT_FILE)
     return SplitResult(
         uri=storage.uri("datasets", key),
         train=train.model_copy(update={"path": str(target / "train.parquet")}),
