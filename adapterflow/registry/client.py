@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from adapterflow.records import BaseModelRef
 from adapterflow.errors import AdapterflowError
 from adapterflow.methods.artifacts import read_manifest
+from adapterflow.models.base import base_model_provenance
 from adapterflow.registry.pyfunc import CLASSIFIER_SIGNATURE, SIGNATURE
 from adapterflow.tracking import ALIAS_CHAMPION, download_artifacts
 
@@ -97,7 +98,8 @@ def register_adapter(
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description="Fine-tuned adapters registered by adapterflow.")
+        client.create_registered_model(name, description=f"Fine-tuned adapters of {base.name} registered by "
+                                       f"adapterflow. Base model: {base_model_provenance(base.name)}.")
     source = f"{client.get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT_PATH}"
     version = client.create_model_version(name, source, run_id=run_id, tags=tags, description=description)
     return str(version.version), f"models:/{name}/{version.version}"

@@ -12,6 +12,7 @@ from adapterflow.records import BaseModelRef, EvalResult, RegisteredVersion, Run
 from adapterflow.registry import find_champion, register_adapter, set_aliases
 from schemas.registry import PromotionPolicy
 from tasks.promote import promote
+from tests.conftest import ASSETS
 
 
 @pytest.fixture
@@ -66,3 +67,22 @@ def test_promotion_moves_champion_and_keeps_the_previous_one(home: Home, adapter
     won = promote.fn(RegisteredVersion(model_name="m", version="3", model_uri=""), evaluation(8.0), PromotionPolicy(), run)
     assert won.promoted and won.aliases == {"champion": "3", "previous-champion": "1"}
     assert client.get_run(run.mlflow_run_id).data.metrics["registry/promoted"] == 1.0
+
+
+def test_the_builtin_base_model_is_disclosed_as_dequantised_from_a_gguf(home: Home, adapter_dir: Path) -> None:
+    from schemas.pipeline import PipelineConfig
+    from tasks.register import version_description
+
+    evaluation = EvalResult(metrics={"base": {"perplexity": 30.0}, "candidate": {"perplexity": 20.0}},
+                            champion_version=None, samples_path=None)
+    config = PipelineConfig.model_validate({"name": "m", "data": {"sources": [{"path": str(ASSETS / "chat.jsonl")}]}})
+    assert config.base_model.name == "smollm2-135m-instruct"
+    description = version_description(evaluation, config)
+    assert "dequantised to float32 from the 4-bit Q4_1 GGUF" in description
+    assert "| candidate | 20.0000 |" in description
+
+    client = MlflowClient()
+    run_id = client.create_run(client.create_experiment("gguf")).info.run_id
+    builtin = BaseModelRef(name="smollm2-135m-instruct", path="/nowhere", sha256="abc")
+    register_adapter(client, run_id, "disclosed", str(adapter_dir), builtin, {}, description)
+    assert "Q4_1 GGUF" in client.get_registered_model("disclosed").description
