@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # importing prefect fixes its settings: the CLI imports this before it configures PREFECT_HOME
+    from prefect.client.orchestration import SyncPrefectClient
 
 
 def ensure_work_pool(client: SyncPrefectClient, name: str, concurrency_limit: int | None) -> None:
     """Create a process pool with Prefect's default job template; an existing pool keeps its settings except a
     concurrency limit given here."""
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
     from prefect.workers.process import ProcessWorker
 
     try:

@@ -33,3 +33,20 @@ def test_validate_accepts_a_good_config_and_overrides(tmp_path: Path) -> None:
 def test_run_with_a_bad_config_exits_2_before_anything_runs(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 2 and "config file not found" in result.output and "Traceback" not in result.output
+
+
+def test_the_cli_configures_prefect_before_prefect_reads_its_settings(tmp_path: Path) -> None:
+    """Prefect fixes its settings when first imported: importing the CLI must not import it, or PREFECT_HOME and
+    the ephemeral API's start-up timeout that configure_environment sets are silently ignored."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys, adapterflow.cli; assert 'prefect' not in sys.modules, 'prefect imported early'\n"
+              "from adapterflow.home import configure_environment; configure_environment()\n"
+              "from prefect.settings import PREFECT_HOME, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as t\n"
+              "print(PREFECT_HOME.value(), t.value())")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=env | {"ADAPTERFLOW_HOME": str(tmp_path)}, check=True)
+    assert result.stdout.split() == [str(tmp_path / "prefect"), "120"]

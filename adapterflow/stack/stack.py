@@ -10,8 +10,6 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-from prefect.client.orchestration import SyncPrefectClient
-
 from adapterflow.errors import AdapterflowError
 from adapterflow.pools import ensure_work_pool
 from adapterflow.stack import objectstore, postgres, servers
@@ -172,6 +170,8 @@ class Stack:
                        layout.log(f"worker-{pool}"), timeout)
 
     def _start_worker(self, pool: str, prefect_api: str) -> subprocess.Popen[bytes]:
+        from prefect.client.orchestration import SyncPrefectClient
+
         settings = self.settings.pools[pool]
         with SyncPrefectClient(prefect_api) as client:
             ensure_work_pool(client, pool, settings.concurrency_limit)
