@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from adapterflow.training.collate import TokenCounter
 from adapterflow.tracking import RunTracker
+from adapterflow.training.collate import TokenCounter
 
 TRAINER_TO_METRIC = {
     "loss": "train/loss",
@@ -71,6 +71,12 @@ class ThroughputMetrics(TrainerCallback):
         self.history.append({"step": state.global_step, **metrics})
         if self.tracker is not None:
             self.tracker.log_metrics(metrics, step=state.global_step)
+
+    def latest(self, step: int) -> dict[str, float]:
+        """The metrics logged at `step` (empty when that step logged none)."""
+        if self.history and self.history[-1]["step"] == step:
+            return self.history[-1]
+        return {}
 
     def summary(self) -> dict[str, float]:
         """Whole-run figures: real tokens/s, padding share, peak memory."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from adapterflow.devices import select_attention
 from adapterflow.errors import AdapterflowError
@@ -26,6 +26,7 @@ from adapterflow.training.callbacks import AdaLoraBudget, ThroughputMetrics
 from adapterflow.training.collate import ClassificationCollator, PadToLongest, TokenCounter
 from adapterflow.training.data import TokenDataset
 from adapterflow.training.packing import PackedCollator, next_token_loss
+from adapterflow.training.progress import ProgressDisplay
 from schemas.method import MethodVariant
 from schemas.training import TrainingConfig
 
@@ -187,7 +188,7 @@ def training_arguments(
         use_cpu=device.type == "cpu",
         remove_unused_columns=False,
         dataloader_num_workers=0,  # the collator counts tokens in this process
-        disable_tqdm=False,
+        disable_tqdm=True,  # ProgressDisplay shows progress instead of tqdm's bar
     )
     return TrainingArguments(**(arguments | distributed_arguments(config, device)))
 
@@ -248,19 +249,25 @@ def train_adapter(
     counter = global_tokens.total if global_tokens else collator.counter
     # model FLOPs utilisation is per GPU: the global tokens' FLOPs are shared among the processes
     metrics_callback = ThroughputMetrics(counter, device, tracker, flops_per_token / config.distributed.num_processes)
+    progress = ProgressDisplay(metrics_callback)
     learning_rate = config.learning_rate or method.default_learning_rate
     trainer = AdapterflowTrainer(
         model=model,
         args=training_arguments(config, precision, device, output_dir / "checkpoints", learning_rate, packed),
         train_dataset=dataset,
         data_collator=collator,
-        callbacks=[*([global_tokens] if global_tokens else []), metrics_callback,
+        # ProgressDisplay after metrics_callback: it shows the tokens/s that one has just measured
+        callbacks=[*([global_tokens] if global_tokens else []), metrics_callback, progress,
                    *([AdaLoraBudget()] if method.type == "adalora" else [])],
         projected_loss=task != "classification" and not method.prompt_learning and method.type != "adalora",
         loraplus_lr_ratio=getattr(method, "loraplus_lr_ratio", None),
     )
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict; the metrics go to MLflow instead
     logging.getLogger("transformers.trainer").setLevel(logging.WARNING)
-    result = trainer.train()
+    try:
+        result = trainer.train()
+    finally:
+        progress.close()
     if global_tokens:
         global_tokens.sync(trainer.args.device)
     adapter_dir = output_dir / "adapter"
