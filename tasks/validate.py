@@ -1,5 +1,5 @@
 """Validate: a great-expectations suite per input format over the cleaned rows; a failure stops the run
-before any training, and points at the failing rows."""
+before any training, and says in words what failed, where (file:line) and which setting to change."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from adapterflow.data.expectations import (
-    check_expectation_types, evaluated_count, failed_expectations, load_suite, run_suites,
+    check_expectation_types,
+    evaluated_count,
+    expectation_sentence,
+    failed_expectations,
+    load_suite,
+    run_suites,
 )
 from adapterflow.data.tables import iter_batches
 from adapterflow.data.text import flat_messages, prompts_and_responses
@@ -24,6 +29,34 @@ from adapterflow.tracking import RunTracker
 from schemas.data import ValidationConfig
 
 TEXT_FORMAT = {"pretrain": "text", "classification": "classification"}
+SHAPE_FIX = "fix these rows in their file, or check that data.sources[].format ({fmt}) is the format they are in"
+# Words and fixes for the builtin suites' failing rows, by (expectation type, column): what: how a failing row
+# is described (None: from the expectation's kwargs), fix: what to change.
+BUILTIN_MEANING: dict[tuple[str, str | None], tuple[str | None, str]] = {
+    ("expect_column_values_to_be_between", "prompt_chars"):
+        ("have an empty prompt", "fill in their prompts, or set data.clean.min_prompt_chars to 1 to drop them"),
+    ("expect_column_values_to_be_between", "response_chars"):
+        ("have an empty answer", "fill in their answers, or set data.clean.min_response_chars to 1 to drop them"),
+    ("expect_column_values_to_be_between", "n_messages"): (None, SHAPE_FIX),
+    ("expect_column_values_to_be_between", "n_assistant"): ("have no assistant message", SHAPE_FIX),
+    ("expect_column_values_to_be_in_set", "first_role"): ("start with neither a system nor a user message", SHAPE_FIX),
+    ("expect_column_values_to_be_in_set", "last_role"):
+        ("don't end with an assistant message", "end each conversation with the assistant's answer (the trained turn)"),
+    ("expect_column_values_to_be_in_set", "alternating"):
+        ("don't alternate user and assistant turns",
+         "turns go user, assistant, user, ... after an optional system message: fix the turns of these rows"),
+    ("expect_column_values_to_be_between", "text_chars"):
+        ("have an empty text", "fill in or remove these rows, or set data.clean.{bound} to 1 to drop them"),
+    ("expect_column_values_to_be_between", "words"): ("have no words", "fill in or remove these rows"),
+    ("expect_column_values_to_be_between", "printable_share"):
+        (None, "they look like binary or mis-encoded text: re-export them as UTF-8 or remove them"),
+    ("expect_column_values_to_not_be_null", "label"): ("have no label", "give these rows a label or remove them"),
+    ("expect_column_unique_value_count_to_be_between", "label"):
+        (None, "classification needs at least two classes: add rows of another label"),
+    ("expect_column_values_to_be_between", "label_rows"):
+        ("have a label no other row has", "a class needs rows for train and eval: add rows of these labels"),
+    ("expect_table_row_count_to_be_between", None): (None, "add rows of this format"),
+}
 
 
 def chat_columns(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
@@ -83,16 +116,46 @@ def validation_frames(rows: FilterResult, formats: dict[str, str]) -> dict[str, 
     return {fmt: part.drop(columns="format").reset_index(drop=True) for fmt, part in frame.groupby("format")} or {default: frame}
 
 
+def builtin_meta(fmt: str, expectation: dict) -> dict[str, str]:
+    """The `meta` that `expectation_sentence` words a builtin expectation's failure with."""
+    kind, column = expectation["type"], expectation.get("kwargs", {}).get("column")
+    what, fix = BUILTIN_MEANING.get((kind, column), (None, SHAPE_FIX))
+    # raw text is what clean bounds as the response; a classification text is the prompt
+    bound = "min_response_chars" if fmt == "text" else "min_prompt_chars"
+    return {"rows": f"{fmt} rows", "fix": fix.format(fmt=fmt, bound=bound), **({"what": what} if what else {})}
+
+
+def suite_meta(fmt: str, expectation: dict, suite: Path) -> dict[str, str]:
+    """A user expectation's `meta`: its own words and fix first, else a pointer to the suite file."""
+    default = {"rows": f"{fmt} rows", "fix": f"fix these rows, or change this expectation in data.validation.suite ({suite})"}
+    return {**default, **(expectation.get("meta") or {})}
+
+
 def suites_for(formats: list[str], config: ValidationConfig) -> dict[str, list[dict]]:
-    """Each format's builtin suite, plus the user's expectations, plus the row-count floor."""
+    """Each format's builtin suite, plus the user's expectations, plus the row-count floor, each with the
+    words and fix its failure is reported with."""
     extra = load_suite(config.suite) if config.suite else []
     suites = {}
     for fmt in formats:
-        expectations = [*load_suite(builtin_suite_path(fmt)), *extra]
-        expectations.append({"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}})
+        builtin = [*load_suite(builtin_suite_path(fmt)),
+                   {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}}]
+        expectations = [{**item, "meta": builtin_meta(fmt, item)} for item in builtin]
+        expectations += [{**item, "meta": suite_meta(fmt, item, config.suite)} for item in extra]
         check_expectation_types(expectations, str(config.suite or builtin_suite_path(fmt)))
         suites[fmt] = expectations
     return suites
+
+
+def row_count_failure(total: int, config: ValidationConfig) -> str | None:
+    """The sentence for too few rows across all formats, or None."""
+    if total >= config.min_rows:
+        return None
+    return expectation_sentence({
+        "expectation_type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": config.min_rows},
+        "result": {"observed_value": total},
+        "meta": {"rows": "rows are left after clean, PII and dedup drops",
+                 "fix": "add data, or lower data.validation.min_rows"},
+    }, "all formats")
 
 
 def validate_rows(rows: FilterResult, config: ValidationConfig, formats: dict[str, str], out_dir: Path) -> ValidationResult:
@@ -104,15 +167,25 @@ def validate_rows(rows: FilterResult, config: ValidationConfig, formats: dict[st
     results = run_suites(frames, suites, docs_dir)
     failed = [line for name, result in results.items() for line in failed_expectations(name, result)]
     total = sum(len(frame) for frame in frames.values())
-    if total < config.min_rows:  # across formats, so it is checked here rather than in each suite
-        failed.append(f"[all] expect_table_row_count_to_be_between(table): observed {total}, "
-                      f"data.validation.min_rows is {config.min_rows}")
+    if too_few := row_count_failure(total, config):  # across formats, so checked here rather than in each suite
+        failed.append(too_few)
     report = out_dir / "validation.json"
     report.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2, default=str))
     return ValidationResult(
         success=not failed, evaluated=evaluated_count(results) + 1, failed=failed, report_path=str(report),
         docs_path=str(docs_dir) if docs_dir.exists() else None,
     )
+
+
+def gate_message(result: ValidationResult) -> str:
+    """What stops the run: each failed expectation as a sentence."""
+    return (f"data validation failed: {len(result.failed)} of {result.evaluated} expectations\n"
+            + "\n".join(f"  - {line}" for line in result.failed))
+
+
+def gate_hint(result: ValidationResult) -> str:
+    docs = f"; Data Docs: {result.docs_path}/index.html" if result.docs_path else ""
+    return f"each line ends with what to change; every failing row is in {result.report_path}{docs}"
 
 
 @stage("validate", retries=1)
@@ -125,10 +198,6 @@ def validate(rows: FilterResult, config: ValidationConfig, formats: dict[str, st
         tracker.log_artifact(result.docs_path, "validation/data_docs")
     tracker.log_metrics({"data/validation_success": float(result.success), "data/expectations_failed": len(result.failed)})
     if not result.success:
-        raise ValidationGateFailed(
-            f"data validation failed ({len(result.failed)} of {result.evaluated} expectations):\n  "
-            + "\n  ".join(result.failed),
-            hint=f"fix the rows listed (full report: {result.report_path}) or relax data.validation",
-        )
+        raise ValidationGateFailed(gate_message(result), hint=gate_hint(result))
     stage_logger().info("validation passed: %d expectations", result.evaluated)
     return result

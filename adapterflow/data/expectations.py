@@ -241,10 +241,10 @@ def _where(item: Mapping[str, Any], outcome: dict) -> str:
 
 
 def _outside(kwargs: dict) -> str:
-    """Where failing values lie: "outside 1-8", "below 1" or "above 8"."""
+    """Where failing values lie: "outside 1-8", "other than 2", "below 1" or "above 8"."""
     low, high = kwargs.get("min_value"), kwargs.get("max_value")
     if low is not None and high is not None:
-        return f"outside {_number(low)}-{_number(high)}"
+        return f"other than {_number(low)}" if low == high else f"outside {_number(low)}-{_number(high)}"
     return f"below {_number(low)}" if low is not None else f"above {_number(high)}"
 
 
