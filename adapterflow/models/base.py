@@ -9,7 +9,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-
 from adapterflow.errors import AdapterflowError
 from adapterflow.hashing import cache_key, sha256_files
 from adapterflow.home import Home
@@ -88,9 +87,17 @@ def materialise_builtin(name: str, home: Home) -> Path:
     source = package_folder(name, package)
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_name)
-    gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_name, dtype=torch.float32)
+    from adapterflow.stage import stage_logger
+
+    stage_logger().info("materialising the builtin %s once: %s", name, base_model_provenance(name))
+    transformers_logging.disable_progress_bar()  # the one-off conversion's raw tqdm bar is noise in a run's log
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_name)
+        gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_name, dtype=torch.float32)
+    finally:
+        transformers_logging.enable_progress_bar()
     # A model loaded from GGUF refuses save_pretrained; a fresh model with its weights does not.
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source, gguf_file=gguf_name))
     model.load_state_dict(gguf_model.state_dict())
