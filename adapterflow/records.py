@@ -93,6 +93,7 @@ class SplitResult(StageRecord):
     uri: str = Field(description="the store's datasets/<fingerprint> folder holding train.parquet and eval.parquet")
     dropped: dict[str, int] = Field(default_factory=dict, description="eval rows removed as leaked, by kind")
     leak_examples: list[dict] = Field(default_factory=list)
+    eval_warning: str | None = Field(None, description="why the eval set left after leakage removal is too small")
 
 
 class TokenizedData(StageRecord):

@@ -138,11 +138,15 @@ class PiiConfig(StrictModel):
 
 
 class LeakageConfig(StrictModel):
-    """Eval rows whose prompt is an exact or near duplicate of a training prompt are removed from eval."""
+    """Eval examples that are an exact or near duplicate of a training example (question and answer together,
+    not the question alone) are removed from eval."""
 
     enabled: bool = Field(True, description="remove eval rows that leak from the training rows")
-    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of prompt shingles that counts as leaked")
-    shingle_size: int = Field(3, ge=1, le=32, description="words per shingle (prompts are short)")
+    threshold: float = Field(
+        0.8, gt=0, le=1, description="Jaccard similarity of word shingles, of the whole example and of its answer, "
+        "at which an eval example counts as leaked"
+    )
+    shingle_size: int = Field(3, ge=1, le=32, description="words per shingle (small: answers are often short)")
 
 
 class ValidationConfig(StrictModel):
@@ -167,6 +171,10 @@ class SplitConfig(StrictModel):
 
     eval_size: float = Field(0.1, gt=0, description="share of rows (0-1) or number of rows (>= 1) held out")
     max_eval_rows: int | None = Field(200, ge=1, description="cap on eval rows (evaluation cost grows with it)")
+    min_eval_rows: int = Field(
+        50, ge=0, description="warn when leakage removal leaves fewer eval rows than this, or than the split held "
+        "out when that is fewer (a small dataset); 0: never warn"
+    )
     seed: int = Field(0, description="salt of the hash that assigns rows to train or eval")
 
     @field_validator("eval_size")

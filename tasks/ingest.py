@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from pathlib import Path
 
+import orjson
 
 from adapterflow.data.formats import FORMAT_TASK, RowError, detect_format, to_canonical
 from adapterflow.data.python_docs import as_format, build_python_docs, python_docs_version, write_jsonl
-from adapterflow.data.readers import read_rows, quarantine_record
+from adapterflow.data.readers import quarantine_record, read_rows
 from adapterflow.data.tables import TableWriter
 from adapterflow.errors import DataError
 from adapterflow.hashing import cache_key
@@ -91,12 +93,28 @@ def ingest_sources(sources: list[DataSource], home: Home, out_dir: Path) -> Inge
 
 def check_quarantine_share(result: IngestResult, limit: float) -> None:
     """Fail when too many rows were malformed: a broken export should not quietly shrink the data."""
+    if result.input_rows == 0:
+        raise DataError(f"the data sources hold no rows: {', '.join(result.formats)}",
+                        hint="check data.sources[].path, or the export that wrote these files")
     if result.table.rows == 0 or result.quarantine_share > limit:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in Counter(result.quarantine_reasons).most_common())
+        examples = "; ".join(quarantine_examples(Path(result.quarantine_path)))
         raise DataError(
-            f"{result.quarantined} of {result.input_rows} input rows ({result.quarantine_share:.1%}) are malformed, "
-            f"more than data.max_quarantine_share={limit:.1%}: {dict(result.quarantine_reasons)}",
-            hint=f"each bad row is listed with its line and reason in {result.quarantine_path}",
+            f"{result.quarantined:,} of {result.input_rows:,} input rows ({result.quarantine_share:.1%}) are malformed "
+            f"(limit {limit * 100:g}%): {reasons}" + (f"; e.g. {examples}" if examples else "")
+            + ": fix those rows, or raise data.max_quarantine_share to train on the rest",
+            hint=f"every malformed row is listed with its line and reason in {result.quarantine_path}",
         )
+
+
+def quarantine_examples(path: Path, count: int = 3) -> list[str]:
+    """The first quarantined rows as "file:line (reason)"."""
+    examples = []
+    with open(path, "rb") as quarantine:
+        for line in itertools.islice(quarantine, count):
+            record = orjson.loads(line)
+            examples.append(f"{record['source']}:{record['line']} ({record['reason']})")
+    return examples
 
 
 @stage("ingest", retries=2)

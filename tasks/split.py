@@ -1,5 +1,6 @@
-"""Split: a seeded train/eval split by prompt hash (a row keeps its side across retrains), then eval rows
-whose prompt leaks from the training rows are removed."""
+"""Split: a seeded train/eval split by prompt hash (a row keeps its side across retrains), then eval examples
+that repeat a training example (question and answer together) are removed, and a warning says when too few
+eval rows are left to decide promotion on."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from adapterflow.data.leakage import find_leaks
+from adapterflow.data.leakage import answers_match, find_leaks
 from adapterflow.data.minhash import mix64
 from adapterflow.data.near_dedup import NearDedupSettings
 from adapterflow.data.scan import read_group, scan_table
@@ -71,12 +72,15 @@ def _row_groups(path: str) -> int:
 def remove_leaks(
     train: DataTable, held_out: DataTable, config: LeakageConfig, folder: Path, workers: int
 ) -> tuple[DataTable, dict[str, int], list[dict]]:
-    """Drop eval rows whose prompt is an exact or near duplicate of a training prompt."""
+    """Drop eval rows whose whole example is an exact or near duplicate of a training example; a near
+    duplicate must repeat that example's answer too (raw text has no separate answer)."""
     settings = NearDedupSettings(config.threshold, config.shingle_size)
-    train_scan = scan_table(Path(train.path), settings, folder, workers, view="prompt")
-    eval_scan = scan_table(Path(held_out.path), settings, folder, workers, view="prompt")
+    train_scan = scan_table(Path(train.path), settings, folder, workers, view="document")
+    eval_scan = scan_table(Path(held_out.path), settings, folder, workers, view="document")
+    confirm = None if held_out.task == "pretrain" else answers_match(
+        train.path, held_out.path, config.shingle_size, config.threshold)
     try:
-        leaks = find_leaks(train_scan, eval_scan, config.threshold)
+        leaks = find_leaks(train_scan, eval_scan, config.threshold, confirm)
     finally:
         train_scan.remove_spills()
         eval_scan.remove_spills()
@@ -109,6 +113,29 @@ def _leak_examples(train: DataTable, held_out: DataTable, leaks, rows: np.ndarra
     ]
 
 
+def eval_size_warning(before: int, after: int, dropped: dict[str, int], examples: list[dict], config: SplitConfig) -> str | None:
+    """Why the eval set left after leakage removal is too small to decide promotion on, or None.
+
+    Too small: fewer rows than data.split.min_eval_rows, or, when the split held out fewer than that (a small
+    dataset), fewer than it held out. Without leaks nothing is removed, so this never fires.
+    """
+    floor = min(config.min_eval_rows, before)
+    if after >= floor:
+        return None
+    if floor == config.min_eval_rows:
+        limit = f"fewer than data.split.min_eval_rows ({config.min_eval_rows})"
+    else:
+        limit = f"fewer than the {before} the split held out (data.split.min_eval_rows is {config.min_eval_rows})"
+    seen = "; ".join(f"eval {leak['eval']} repeats train {leak['train']}" for leak in examples[:3])
+    cap = f" or data.split.max_eval_rows (now {config.max_eval_rows})" if config.max_eval_rows is not None else ""
+    return (
+        f"only {after} of {before} eval rows are left after removing {dropped.get('split.leak_exact', 0)} exact and "
+        f"{dropped.get('split.leak_near', 0)} near duplicates of training examples, {limit}: promotion will be decided "
+        f"on {after} rows" + (f" (e.g. {seen})" if seen else "")
+        + f". Hold out more with data.split.eval_size (now {config.eval_size:g}){cap}, or add data"
+    )
+
+
 def fingerprint(train: DataTable, held_out: DataTable) -> str:
     """sha256 over the canonical content of both sides, in order (provenance excluded)."""
     sides = []
@@ -128,13 +155,16 @@ def split_rows(
     try:
         keys = scan_table(Path(rows.table.path), None, staging, workers, view="prompt").exact_keys
         if len(keys) < 2:
-            raise DataError(f"{len(keys)} row(s) left after cleaning: a train/eval split needs at least 2",
-                            hint="add data, or check the drop counts of clean and dedup")
+            raise DataError(
+                f"{len(keys)} row(s) are left after clean, PII and dedup drops (limit: at least 2, one for train and "
+                f"one for eval)", hint="add data, or loosen what dropped the rows (data.clean, data.pii.action, "
+                "data.dedup): the clean, redact and dedup log lines count the drops by reason")
         positions = split_positions(keys, config.seed)
         train, held_out = write_sides(rows.table, positions < eval_threshold(positions, config), staging)
-        dropped, examples = {}, []
+        dropped, examples, before = {}, [], held_out.rows
         if leakage.enabled:
             held_out, dropped, examples = remove_leaks(train, held_out, leakage, staging, workers)
+        warning = eval_size_warning(before, held_out.rows, dropped, examples, config)
         digest = fingerprint(train, held_out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -152,7 +182,7 @@ def split_rows(
         uri=storage.uri("datasets", key),
         train=train.model_copy(update={"path": str(target / "train.parquet")}),
         eval=held_out.model_copy(update={"path": str(target / "eval.parquet")}),
-        fingerprint=digest, dropped=dropped, leak_examples=examples, skipped=skipped,
+        fingerprint=digest, dropped=dropped, leak_examples=examples, eval_warning=warning, skipped=skipped,
     )
 
 
@@ -162,15 +192,20 @@ def split(rows: FilterResult, config: SplitConfig, leakage: LeakageConfig, worke
     result = split_rows(rows, config, leakage, run_storage(run), workers)
     tracker = RunTracker(run.mlflow_run_id)
     tracker.set_tags({TAG_DATASET_FINGERPRINT: result.fingerprint})
+    leaked = result.dropped.get("split.leak_exact", 0) + result.dropped.get("split.leak_near", 0)
     tracker.log_metrics({
         "data/train_split_rows": result.train.rows, "data/eval_split_rows": result.eval.rows,
         "data/leak_exact": result.dropped.get("split.leak_exact", 0),
         "data/leak_near": result.dropped.get("split.leak_near", 0),
+        "data/eval_rows_before_leakage": result.eval.rows + leaked, "data/eval_rows_after_leakage": result.eval.rows,
     })
     tracker.log_dataset(result.train.path, "train", "training", result.fingerprint)
     tracker.log_dataset(result.eval.path, "eval", "evaluation", result.fingerprint)
-    stage_logger().info(
-        "split %d train / %d eval rows (removed from eval as leaked: %s), dataset fingerprint %s",
-        result.train.rows, result.eval.rows, result.dropped or "none", result.fingerprint[:12],
+    logger = stage_logger()
+    logger.info(
+        "split %d train / %d eval rows (%d eval rows before leakage removal; leaked: %s), dataset fingerprint %s",
+        result.train.rows, result.eval.rows, result.eval.rows + leaked, result.dropped or "none", result.fingerprint[:12],
     )
+    if result.eval_warning:
+        logger.warning(result.eval_warning)
     return result

@@ -1,18 +1,29 @@
-"""Train/eval leakage: eval rows whose prompt repeats a training prompt, exactly or nearly.
+"""Train/eval leakage: eval examples that repeat a training example, exactly or nearly.
 
-An eval question the model has trained on measures memory, not generalisation; such rows leave eval.
+An eval example the model has trained on measures memory, not generalisation; such rows leave eval. The
+whole example counts (question and answer, prompt and completion, text and label): templated questions
+("Summarise the <desk> position for <firm> as of <month>") with different answers are different examples
+and stay in eval. A near leak must also repeat the training example's answer: a long shared prompt (a
+system message, a context document) can make two examples alike as wholes while their answers differ.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from adapterflow.data.minhash import jaccard, shingle_hashes, word_hashes
 from adapterflow.data.near_dedup import pair_jaccard
-from adapterflow.data.scan import TableScan
+from adapterflow.data.scan import TableScan, read_group
+from adapterflow.data.tables import open_parquet
+from adapterflow.data.text import prompts_and_responses
 
 BUCKET_CHECKS = 8  # training rows compared per shared LSH bucket
+PairFilter = Callable[[np.ndarray], np.ndarray]  # (train row, eval row) pairs -> which to keep
 
 
 @dataclass
@@ -25,8 +36,9 @@ class Leaks:
     similarity: np.ndarray
 
 
-def find_leaks(train: TableScan, held_out: TableScan, threshold: float) -> Leaks:
-    """Compare every eval row's keys with the training rows' keys; verify near matches exactly."""
+def find_leaks(train: TableScan, held_out: TableScan, threshold: float, confirm: PairFilter | None = None) -> Leaks:
+    """Compare every eval row's keys with the training rows' keys; verify near matches by exact Jaccard
+    similarity, then by `confirm` (e.g. `answers_match`) when given."""
     count = len(held_out.exact_keys)
     train_row = np.full(count, -1, np.int64)
     similarity = np.zeros(count)
@@ -43,10 +55,41 @@ def find_leaks(train: TableScan, held_out: TableScan, threshold: float) -> Leaks
                 return train.shingles(row) if row < offset else held_out.shingles(row - offset)
 
             scores = pair_jaccard(np.stack([pairs[:, 0], pairs[:, 1] + offset], axis=1), shingles_of)
+            close = scores >= threshold
+            pairs, scores = pairs[close], scores[close]
+            if confirm is not None and len(pairs):
+                confirmed = confirm(pairs)
+                pairs, scores = pairs[confirmed], scores[confirmed]
             for (train_index, eval_index), score in zip(pairs.tolist(), scores.tolist(), strict=True):
-                if score >= threshold and score > similarity[eval_index]:
+                if score > similarity[eval_index]:
                     near[eval_index], train_row[eval_index], similarity[eval_index] = True, train_index, score
     return Leaks(exact=exact >= 0, near=near, train_row=train_row, similarity=similarity)
+
+
+def answers_match(train_path: str, eval_path: str, shingle_size: int, threshold: float) -> PairFilter:
+    """A `confirm` for `find_leaks`: keep the pairs whose answers' word shingles reach `threshold` Jaccard
+    similarity. Answers are read only for the rows of the pairs given (few: those alike as whole examples)."""
+
+    def confirm(pairs: np.ndarray) -> np.ndarray:
+        train_answers = answer_shingles(train_path, np.unique(pairs[:, 0]), shingle_size)
+        eval_answers = answer_shingles(eval_path, np.unique(pairs[:, 1]), shingle_size)
+        return np.array([jaccard(train_answers[a], eval_answers[b]) >= threshold for a, b in pairs.tolist()], bool)
+
+    return confirm
+
+
+def answer_shingles(path: str, rows: np.ndarray, shingle_size: int) -> dict[int, frozenset]:
+    """Per wanted row of a canonical table, the shingle hashes of its folded answer (for raw text, the text)."""
+    metadata = open_parquet(path).metadata
+    starts = np.cumsum([0] + [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)])
+    found: dict[int, frozenset] = {}
+    for group in np.unique(np.searchsorted(starts, rows, side="right") - 1).tolist():
+        wanted = rows[(rows >= starts[group]) & (rows < starts[group + 1])]
+        batch = read_group(path, group).take(pa.array(wanted - starts[group]))
+        shingles, offsets = shingle_hashes(word_hashes(pc.utf8_lower(prompts_and_responses(batch)[1])), shingle_size)
+        for index, row in enumerate(wanted.tolist()):
+            found[row] = frozenset(shingles[offsets[index] : offsets[index + 1]].tolist())
+    return found
 
 
 def _rows_in(keys: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -32,6 +32,8 @@ def data_counts(
         "duplicates": deduped.dropped.get("dedup.exact", 0) + deduped.dropped.get("dedup.near", 0),
         "near_duplicates": deduped.dropped.get("dedup.near", 0),
         "leaked_eval_rows": splits.dropped.get("split.leak_exact", 0) + splits.dropped.get("split.leak_near", 0),
+        "eval_rows_after_leakage": splits.eval.rows,
+        "eval_warning": splits.eval_warning,
         "pii": {"action": redacted.action, "rows": redacted.rows_with_pii, "by_type": redacted.found},
         "stages": {
             "ingested": ingested.table.rows,

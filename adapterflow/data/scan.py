@@ -18,11 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from adapterflow.data.tables import open_parquet
 from adapterflow.data.minhash import band_keys, shingle_hashes, signatures, text_keys, word_hashes
 from adapterflow.data.near_dedup import NearDedupSettings
+from adapterflow.data.tables import open_parquet
 from adapterflow.data.text import comparison_parts
-
 
 
 @dataclass
@@ -105,7 +104,8 @@ def scan_table(
 ) -> TableScan:
     """Scan every row group, `workers` at a time.
 
-    `view` is what rows are compared by: "document" (prompt and response) or "prompt" (the question only).
+    `view` is what rows are compared by: "document", prompt and response (duplicates, and leakage: the
+    whole example), or "prompt", the question only (which side of the split a row goes to).
     """
     metadata = open_parquet(path).metadata
     sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]

@@ -29,8 +29,12 @@ def test_quarantine_counts_and_share(tmp_path: Path) -> None:
     assert (result.input_rows, result.quarantined, result.table.rows) == (36, 5, 31)
     assert result.quarantine_share == pytest.approx(5 / 36)
     check_quarantine_share(result, 0.2)
-    with pytest.raises(DataError, match=r"5 of 36 input rows"):
+    with pytest.raises(DataError) as failure:
         check_quarantine_share(result, 0.1)
+    message = str(failure.value)
+    assert message.startswith("5 of 36 input rows (13.9%) are malformed (limit 10%): 1 invalid_json, 1 empty_line")
+    assert f"e.g. {ASSETS / 'malformed.jsonl'}:4 (invalid JSON" in message and "malformed.jsonl:8 (empty line)" in message
+    assert "raise data.max_quarantine_share" in message
 
 
 def test_mixing_chat_and_raw_text_is_refused(tmp_path: Path) -> None:
