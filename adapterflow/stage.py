@@ -48,6 +48,7 @@ def stage(name: str, retries: int = 0, retry_delay_seconds: float = 10, **task_o
             started = time.perf_counter()
             record = fn(*args, **kwargs)
             record.seconds = round(time.perf_counter() - started, 3)
+            stage_logger().info("%s done in %.1f s%s", name, record.seconds, " (from cache)" if record.skipped else "")
             return record
 
         # Stages cache by content themselves (see CONVENTIONS); Prefect's input hashing would only add cost.

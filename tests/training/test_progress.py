@@ -1,4 +1,5 @@
-"""Training progress a person can read: a rich bar on a terminal, plain lines elsewhere, no raw Trainer output."""
+"""Progress a person can read: training shows a rich bar on a terminal and plain lines elsewhere, with no raw
+Trainer output; every stage says how long it took."""
 
 from __future__ import annotations
 
@@ -128,3 +129,18 @@ def test_a_training_run_prints_no_tqdm_bar_nor_log_dicts(
     lines = [record.getMessage() for record in caplog.records]
     assert [line.split(" loss")[0] for line in lines if line.startswith("step ")] == \
         ["step 1/4 (25%)", "step 2/4 (50%)", "step 4/4 (100%)"]
+
+
+def test_a_stage_logs_one_line_with_its_duration(caplog: pytest.LogCaptureFixture) -> None:
+    from adapterflow.records import StageRecord
+    from adapterflow.stage import stage
+
+    @stage("demo")
+    def demo(skipped: bool) -> StageRecord:
+        return StageRecord(skipped=skipped)
+
+    with caplog.at_level(logging.INFO, logger="adapterflow"):
+        demo.fn(False)
+        demo.fn(True)
+    lines = [record.getMessage() for record in caplog.records]
+    assert [re.sub(r"\d+\.\d", "N", line) for line in lines] == ["demo done in N s", "demo done in N s (from cache)"]
