@@ -105,6 +105,9 @@ class TokenizedData(StageRecord):
     eval_rows: int
     dropped: dict[str, int]
     stats: dict[str, float]
+    max_length: int = Field(description="longest example in tokens (pretrain: chunk length): tokenize.max_length "
+                                        "or what auto chose; training and serving use it")
+    max_length_rule: str = Field("fixed", description="how max_length was set: fixed, coverage, limit, context or pretrain")
 
 
 class TrainResult(StageRecord):

@@ -57,18 +57,42 @@ class TokenizedBatch:
     offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
     dropped: dict[str, int] = field(default_factory=dict)
     # per input example, kept or not
-    tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    length: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # tokens before any cut
+    tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # tokens after the cut
     label_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-    truncated: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    overlong: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # longer than max_length
+    truncated: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # over-long and cut (not dropped)
     end_of_turn: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    kept: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # written for training
+
+    @classmethod
+    def empty(cls, count: int) -> TokenizedBatch:
+        """No kept examples yet, and zeroed statistics for `count` inputs."""
+        return cls(length=np.zeros(count, np.int32), tokens=np.zeros(count, np.int32),
+                   label_tokens=np.zeros(count, np.int32), overlong=np.zeros(count, bool),
+                   truncated=np.zeros(count, bool), end_of_turn=np.zeros(count, bool), kept=np.zeros(count, bool))
 
     @property
-    def kept(self) -> int:
+    def rows(self) -> int:
+        """Examples kept for training."""
         return len(self.offsets) - 1
 
     def example(self, index: int) -> tuple[list[int], list[int]]:
         start, end = self.offsets[index], self.offsets[index + 1]
         return self.ids[start:end].tolist(), self.labels[start:end].tolist()
+
+
+def kept_and_dropped(useful: np.ndarray, overlong: np.ndarray, drop_overlong: bool,
+                     reason: str) -> tuple[np.ndarray, dict[str, int]]:
+    """Which examples are kept, and how many were dropped for each reason.
+
+    With `drop_overlong` an over-long example counts as `tokenize.overlong` only; the other examples with
+    nothing to learn count under `reason`.
+    """
+    too_long = overlong & drop_overlong
+    kept = useful & ~too_long
+    counts = {"tokenize.overlong": int(too_long.sum()), reason: int((~useful & ~too_long).sum())}
+    return kept, {name: count for name, count in counts.items() if count}
 
 
 @dataclass
@@ -79,6 +103,7 @@ class ChatTokenizer:
     max_length: int
     system_prompt: str | None = None
     train_on_prompts: bool = False
+    drop_overlong: bool = False  # tokenize.overlong: drop (else truncate)
 
     def __post_init__(self) -> None:
         self.renderer = TemplateRenderer(self.tokenizer)
@@ -98,13 +123,13 @@ class ChatTokenizer:
         if not self.train_on_prompts:
             pieces = self.segments.encode_messages(messages)
             if pieces is not None:
-                batch = self._empty(len(messages))
+                batch = TokenizedBatch.empty(len(messages))
                 self._keep(batch, *pieces, np.arange(len(messages)))
                 return batch
         offsets, structs = flat_messages(messages)
         roles, contents = structs.field("role").to_pylist(), structs.field("content").to_pylist()
         bounds = offsets.tolist()
-        return self.tokenize_parts([(tuple(roles[a:b]), contents[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)])
+        return self.tokenize_parts([(tuple(roles[a:b]), contents[a:b]) for a, b in itertools.pairwise(bounds)])
 
     def tokenize_parts(self, conversations: list[tuple[tuple[str, ...], list[str]]]) -> TokenizedBatch:
         """Tokenize (roles, contents) conversations as whole rendered texts."""
@@ -116,14 +141,9 @@ class ChatTokenizer:
             return ("system", *roles), [self.system_prompt, *contents]
         return roles, contents
 
-    @staticmethod
-    def _empty(count: int) -> TokenizedBatch:
-        return TokenizedBatch(tokens=np.zeros(count, np.int32), label_tokens=np.zeros(count, np.int32),
-                              truncated=np.zeros(count, bool), end_of_turn=np.zeros(count, bool))
-
     def encode(self, rendered: list[tuple[str, list[tuple[int, int]]] | None]) -> TokenizedBatch:
         """Tokenize rendered conversations in one parallel call and label their trained spans."""
-        batch = self._empty(len(rendered))
+        batch = TokenizedBatch.empty(len(rendered))
         matched = [item for item in rendered if item is not None]
         mismatched = len(rendered) - len(matched)
         if mismatched:
@@ -142,7 +162,8 @@ class ChatTokenizer:
 
     def _keep(self, batch: TokenizedBatch, ids: np.ndarray, labels: np.ndarray, lengths: np.ndarray,
               positions: np.ndarray) -> None:
-        """Truncate to max_length, compute per-example statistics, drop examples with nothing to learn."""
+        """Cut to max_length, compute per-example statistics, keep the examples with something to learn
+        (with drop_overlong: only those that fit whole)."""
         example = np.repeat(np.arange(len(lengths)), lengths)
         rank = np.arange(len(ids)) - np.repeat(np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
         inside = rank < self.max_length
@@ -151,16 +172,19 @@ class ChatTokenizer:
         trained = labels != IGNORE_INDEX
         label_counts = np.bincount(example[trained], minlength=len(lengths))
         eot = np.bincount(example[trained & (ids == self.end_of_turn_id)], minlength=len(lengths)) > 0
+        overlong = lengths > self.max_length
+        kept, dropped = kept_and_dropped(label_counts > 0, overlong, self.drop_overlong, "tokenize.no_trainable_tokens")
+        batch.length[positions] = lengths
         batch.tokens[positions] = kept_lengths
         batch.label_tokens[positions] = label_counts
-        batch.truncated[positions] = lengths > self.max_length
+        batch.overlong[positions] = overlong
+        batch.truncated[positions] = overlong & ~self.drop_overlong
         batch.end_of_turn[positions] = eot
-        useful = label_counts > 0
-        if (~useful).any():
-            batch.dropped["tokenize.no_trainable_tokens"] = int((~useful).sum())
-        keep_tokens = useful[example]
+        batch.kept[positions] = kept
+        batch.dropped.update(dropped)
+        keep_tokens = kept[example]
         batch.ids, batch.labels = ids[keep_tokens], labels[keep_tokens]
-        batch.offsets = np.concatenate([[0], np.cumsum(kept_lengths[useful])]).astype(np.int64)
+        batch.offsets = np.concatenate([[0], np.cumsum(kept_lengths[kept])]).astype(np.int64)
 
 
 def trained_tokens(encodings: list[Any], lengths: np.ndarray, spans: list[list[tuple[int, int]]]) -> np.ndarray:

@@ -33,7 +33,6 @@ def prepare_data(config: PipelineConfig, base: BaseModelRef, run: RunContext) ->
     splits = split(deduped, data.split, data.leakage, workers, run)
     tokenized = tokenize(splits, base, config.tokenize, run)
     token_checks = check_tokens(tokenized, data.validation, ingested.table.task == "sft", run)
-    report = report_data(ingested, cleaned, redacted, deduped, validated, splits, tokenized, token_checks,
-                         config.tokenize.max_length, run)
+    report = report_data(ingested, cleaned, redacted, deduped, validated, splits, tokenized, token_checks, run)
     return PreparedData(ingest=ingested, clean=cleaned, redact=redacted, dedup=deduped, validation=validated,
                         split=splits, tokenize=tokenized, check_tokens=token_checks, report=report)

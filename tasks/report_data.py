@@ -21,12 +21,13 @@ from adapterflow.tracking import RunTracker
 def report_data(
     ingested: IngestResult, cleaned: FilterResult, redacted: RedactResult, deduped: DedupResult,
     validated: ValidationResult, splits: SplitResult, tokenized: TokenizedData, token_checks: ValidationResult,
-    max_length: int, run: RunContext,
+    run: RunContext,
 ) -> dict[str, Any]:
-    """Write data/report.json and data/lengths.png into the run folder and the MLflow run."""
+    """Write data/report.json and data/lengths.png (the max_length in effect marked) into the run folder and the
+    MLflow run."""
     out_dir = Path(run.run_dir) / "data"
     report, plot = build_report(ingested, cleaned, redacted, deduped, validated, splits, tokenized,
-                                run_storage(run).fetch(tokenized.uri), token_checks, max_length, out_dir)
+                                run_storage(run).fetch(tokenized.uri), token_checks, out_dir)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     tracker = RunTracker(run.mlflow_run_id)
     tracker.log_artifact(out_dir / "report.json", "data")

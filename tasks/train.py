@@ -72,7 +72,7 @@ def train_or_reuse(
                 tracker.log_metrics({k: v for k, v in entry.items() if k != "step"}, step=int(entry["step"]))
         return TrainResult(key=key, uri=uri, metrics=saved["metrics"], skipped=True, warm_start_from=started_from)
     staging = storage.staging_dir("adapter")
-    options = dict(chat_template=config.tokenize.chat_template, max_length=config.tokenize.max_length,
+    options = dict(chat_template=config.tokenize.chat_template, max_length=tokenized.max_length,
                    task=tokenized.task, label_names=tokenized.label_names, base_dtype=config.base_model.dtype,
                    init_from=champion.adapter_dir if champion else None)
     tokenized_dir = storage.fetch(tokenized.uri)

@@ -65,8 +65,26 @@ def test_truncation_is_counted_and_empty_label_rows_dropped(tokenizer) -> None:
     short = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a long answer " * 5}]
     batch = chat([long_prompt, short])
     assert batch.dropped == {"tokenize.no_trainable_tokens": 1}
-    assert batch.truncated.tolist() == [True, True] and batch.kept == 1 and len(batch.example(0)[0]) == 12
+    assert batch.truncated.tolist() == [True, True] and batch.rows == 1 and len(batch.example(0)[0]) == 12
+    assert batch.overlong.tolist() == [True, True] and batch.kept.tolist() == [False, True]
     assert batch.end_of_turn.tolist() == [False, False]  # cut before the end-of-turn token
+    assert (batch.length > 12).all() and batch.tokens.tolist() == [12, 12]  # lengths before and after the cut
+
+
+def test_drop_policy_drops_over_long_examples_and_counts_them_once(tokenizer) -> None:
+    long_prompt = [{"role": "user", "content": "word " * 40}, {"role": "assistant", "content": "answer"}]
+    long_answer = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a long answer " * 5}]
+    fits = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    truncating = ChatTokenizer(tokenizer, max_length=16)([long_prompt, long_answer, fits])
+    dropping = ChatTokenizer(tokenizer, max_length=16, drop_overlong=True)([long_prompt, long_answer, fits])
+
+    assert truncating.dropped == {"tokenize.no_trainable_tokens": 1} and truncating.rows == 2
+    assert truncating.truncated.tolist() == [True, True, False]
+    # dropped as over-long only, not also as "no trainable tokens"; nothing is counted as truncated
+    assert dropping.dropped == {"tokenize.overlong": 2} and dropping.rows == 1
+    assert dropping.truncated.tolist() == [False, False, False] and dropping.overlong.tolist() == [True, True, False]
+    assert dropping.kept.tolist() == [False, False, True]
+    assert dropping.example(0) == truncating.example(1)  # the example that fits is the same either way
 
 
 def test_train_on_prompts_labels_everything(tokenizer) -> None:

@@ -50,7 +50,8 @@ def data_counts(
 
 
 def length_summary(splits: SplitResult, tokenized_dir: Path) -> dict[str, dict[str, float]]:
-    """Percentiles of prompt and response characters and of tokens per example, over train and eval."""
+    """Percentiles of prompt and response characters and of tokens per example (before any cut), over train
+    and eval."""
     prompts, responses = [], []
     for table in (splits.train, splits.eval):
         for batch in iter_batches(table):
@@ -58,7 +59,7 @@ def length_summary(splits: SplitResult, tokenized_dir: Path) -> dict[str, dict[s
             prompts.append(pc.utf8_length(prompt).to_numpy(zero_copy_only=False))
             responses.append(pc.utf8_length(response).to_numpy(zero_copy_only=False))
     tokens = np.concatenate([
-        pq.read_table(tokenized_dir / f"{name}_examples.parquet", columns=["tokens"]).column("tokens").to_numpy()
+        pq.read_table(tokenized_dir / f"{name}_examples.parquet", columns=["length"]).column("length").to_numpy()
         for name in ("train", "eval")
     ])
     series = {"prompt_chars": np.concatenate(prompts), "response_chars": np.concatenate(responses), "tokens": tokens}
@@ -91,13 +92,13 @@ def plot_lengths(series: dict[str, np.ndarray], max_length: int, path: Path) -> 
 def build_report(
     ingested: IngestResult, cleaned: FilterResult, redacted: RedactResult, deduped: DedupResult,
     validated: ValidationResult, splits: SplitResult, tokenized: TokenizedData, tokenized_dir: Path,
-    token_checks: ValidationResult, max_length: int, out_dir: Path,
+    token_checks: ValidationResult, out_dir: Path,
 ) -> tuple[dict[str, Any], Path]:
     """The report dict and the histogram PNG written next to it."""
     lengths, series = length_summary(splits, tokenized_dir)
     plot = out_dir / "lengths.png"
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_lengths(series, max_length, plot)
+    plot_lengths(series, tokenized.max_length, plot)
     report = {
         "counts": data_counts(ingested, cleaned, redacted, deduped, splits, tokenized),
         "formats": ingested.formats,
@@ -107,6 +108,7 @@ def build_report(
         "leak_examples": splits.leak_examples,
         "validation": {"passed": validated.success, "expectations": validated.evaluated, "report": validated.report_path},
         "token_checks": {"passed": token_checks.success, "expectations": token_checks.evaluated,
+                         "max_length": tokenized.max_length, "max_length_rule": tokenized.max_length_rule,
                          **{name: value for name, value in tokenized.stats.items()}},
         "lengths": lengths,
         "dataset_fingerprint": splits.fingerprint,
