@@ -56,6 +56,7 @@ def test_first_run_registers_and_promotes_then_retrain_is_gated(tmp_path: Path, 
     data_artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "data")}
     assert {"data/report.json", "data/lengths.png", "data/quarantine.jsonl", "data/removed_duplicates.parquet"} <= data_artifacts
     assert set(data["pii"]) == {"action", "rows", "by_type"} and "near_duplicates" in data and "leaked_eval_rows" in data
+    assert data["eval_rows_after_leakage"] == data["stages"]["split_eval"] == run.data.metrics["data/eval_rows_after_leakage"]
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["train", "eval"]
 
     version = client.get_model_version("tiny-assistant", "1")
