@@ -66,8 +66,6 @@ class ProgressDisplay(TrainerCallback):
         self.total = 0
         self._first_step = 0
         self._started = time.perf_counter()
-        self._loss = UNKNOWN
-        self._rate: float | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._shown = False
@@ -99,19 +97,14 @@ class ProgressDisplay(TrainerCallback):
         if not self._shown or not logs or "loss" not in logs:
             return
         # ThroughputMetrics handles the same log first (it is registered before this callback)
-        self._rate = self.throughput.latest(state.global_step).get("train/tokens_per_second")
+        rate = self.throughput.latest(state.global_step).get("train/tokens_per_second")
         if self._progress is not None:
-            self._progress.update(self._task, loss=format_loss(float(logs["loss"])), rate=format_rate(self._rate))
+            self._progress.update(self._task, loss=format_loss(float(logs["loss"])), rate=format_rate(rate))
         else:
-            self.logger.info(progress_line(state.global_step, self.total, float(logs["loss"]), self._rate,
-                                           self._eta(state)))
+            self.logger.info(progress_line(state.global_step, self.total, float(logs["loss"]), rate, self._eta(state)))
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if not self._shown:
-            return
-        self.close()
-        elapsed = format_duration(time.perf_counter() - self._started)
-        self.logger.info("trained %d steps in %s", state.global_step - self._first_step, elapsed)
+        self.close()  # the train stage logs how it ended and how long it took
 
     def close(self) -> None:
         """Stop the live bar (it keeps its last state on screen)."""

@@ -65,19 +65,19 @@ def test_off_a_terminal_each_logging_step_is_one_plain_log_line(caplog: pytest.L
     for line in lines[1:3]:
         rate = float(line.split(" loss 2.31 ")[1].split(" tokens/s")[0].replace(",", ""))
         assert rate > 0 and line.endswith("ETA 0:00")  # a simulated step takes no time
-    assert lines[3].startswith("trained 4 steps in ")
+    assert len(lines) == 3
     assert not any("grad_norm" in line or "{" in line for line in lines)
     assert console.file.getvalue() == ""  # no bar off a terminal
 
 
-def test_on_a_terminal_training_shows_a_live_bar_and_logs_only_the_finish(caplog: pytest.LogCaptureFixture) -> None:
+def test_on_a_terminal_training_shows_a_live_bar_and_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
     console = Console(file=StringIO(), force_terminal=True, width=140)
     display, counter, metrics = display_on(console)
     with caplog.at_level(logging.INFO, logger=LOGGER):
         simulate_training(display, counter, metrics)
     screen = Text.from_ansi(console.file.getvalue()).plain
     assert "━" in screen and re.search(r"4/4 steps loss 2\.31 [1-9][\d,]* tokens/s \d:\d\d:\d\d ETA 0:00", screen)
-    assert [record.getMessage().split(" in ")[0] for record in caplog.records] == ["trained 4 steps"]
+    assert caplog.records == []
 
 
 def test_only_the_main_process_shows_progress(caplog: pytest.LogCaptureFixture) -> None:
