@@ -20,6 +20,9 @@ def load_training_stages():  # noqa: ANN201
     """The data, training and registry stages, imported only when a run has work to do: their libraries
     (transformers' Trainer, peft, great-expectations, presidio) take seconds to import, and a scheduled run
     that finds nothing changed should not pay for them."""
+    from adapterflow.logs import quiet_third_party
+
+    quiet_third_party()  # also where no CLI ran first: a flow run on a worker
     from flows.data import prepare_data
     from flows.gpu import evaluate_stage, train_stage
     from tasks.promote import promote

@@ -14,10 +14,11 @@ from prefect import flow
 from pydantic import BaseModel
 
 from adapterflow.home import configure_environment
+from adapterflow.logs import quiet_third_party
 from adapterflow.models.base import base_model_here
+from adapterflow.records import BaseModelRef, EvalResult, RunContext, SplitResult, TokenizedData, TrainResult
 from adapterflow.remote import run_on_pool
 from adapterflow.stage import stage_logger
-from adapterflow.records import BaseModelRef, EvalResult, RunContext, SplitResult, TokenizedData, TrainResult
 from adapterflow.storage import record_name, run_storage
 from adapterflow.tracking import tracking_uri
 from schemas.pipeline import PipelineConfig
@@ -37,6 +38,7 @@ def config_here(config: dict[str, Any]) -> PipelineConfig:
 def train_on_worker(tokenized: TokenizedData, base: BaseModelRef, config: dict[str, Any], run: RunContext) -> str:
     """Train (or reuse) the adapter on this worker; the record goes to the store, its name is returned."""
     configure_environment()
+    quiet_third_party()  # also where no CLI ran first: a worker's flow run
     pipeline = config_here(config)
     record = train(tokenized, base_model_here(base, pipeline.base_model), pipeline, run)
     return run_storage(run).put_json(record_name(run, "train"), record.model_dump(mode="json"))
@@ -49,6 +51,7 @@ def evaluate_on_worker(
 ) -> str:
     """Evaluate base, candidate and champion on this worker; the record goes to the store."""
     configure_environment()
+    quiet_third_party()  # also where no CLI ran first: a worker's flow run
     pipeline = config_here(config)
     record = evaluate(trained, tokenized, split, base_model_here(base, pipeline.base_model), pipeline, run)
     return run_storage(run).put_json(record_name(run, "evaluate"), record.model_dump(mode="json"))

@@ -92,12 +92,14 @@ def materialise_builtin(name: str, home: Home) -> Path:
     from adapterflow.stage import stage_logger
 
     stage_logger().info("materialising the builtin %s once: %s", name, base_model_provenance(name))
+    bars_were_on = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()  # the one-off conversion's raw tqdm bar is noise in a run's log
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_name)
         gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_name, dtype=torch.float32)
     finally:
-        transformers_logging.enable_progress_bar()
+        if bars_were_on:
+            transformers_logging.enable_progress_bar()
     # A model loaded from GGUF refuses save_pretrained; a fresh model with its weights does not.
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source, gguf_file=gguf_name))
     model.load_state_dict(gguf_model.state_dict())

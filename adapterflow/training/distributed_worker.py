@@ -8,6 +8,7 @@ fails writes its exception to `<output_dir>/errors/rank-<rank>.json` for the lau
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -69,6 +70,8 @@ def train_rank(spec: dict[str, Any], rank: int) -> TrainingOutcome:
 @record  # torchrun's own failure summary then carries the traceback too
 def main(spec_path: str) -> None:
     rank = int(os.environ["RANK"])
+    # No Prefect run context here: the adapterflow logger (rank 0's progress lines) writes to torchrun.log.
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s rank {rank} %(levelname)s %(message)s")
     spec = json.loads(Path(spec_path).read_text())
     output_dir = Path(spec["output_dir"])
     try:

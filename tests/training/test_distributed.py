@@ -82,6 +82,9 @@ def test_two_processes_train_the_adapter_one_process_trains(
     assert double.metrics["train/real_tokens"] == single.metrics["train/real_tokens"]
     # rank 0 alone logs into the run: one value per step
     assert [metric.step for metric in client.get_metric_history(run_id, "train/loss")] == [1, 2, 3, 4, 5, 6]
+    # and alone shows progress, in the launch's log
+    log = (tmp_path / "two" / "torchrun.log").read_text()
+    assert "rank 0 INFO step 6/6 (100%) loss" in log and "rank 1 INFO step" not in log
 
 
 def test_a_failing_rank_fails_the_launch_with_its_own_error(
