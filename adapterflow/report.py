@@ -46,10 +46,17 @@ def data_table(data: dict[str, Any]) -> Table:
     return table
 
 
+def render_data_warnings(console: Console, data: dict[str, Any]) -> None:
+    """What the data stages warned about and a person should read before trusting the run's numbers."""
+    if data.get("eval_warning"):
+        console.print(f"[bold yellow]warning[/]: {data['eval_warning']}", highlight=False)
+
+
 def render_data_check(console: Console, summary: dict[str, Any], ui_command: str) -> None:
     report = summary["report"]
     console.print()
     console.print(data_table(summary["data"]))
+    render_data_warnings(console, summary["data"])
     for cluster in report["near_duplicate_clusters"][:3]:
         console.print(f"  near-duplicate cluster: kept {cluster['kept']}, removed {len(cluster['removed'])} "
                       f"(Jaccard {min(cluster['jaccard']):.2f}-{max(cluster['jaccard']):.2f})", highlight=False)
@@ -90,6 +97,7 @@ def render_summary(console: Console, summary: dict[str, Any], ui_command: str) -
                       f"browse it with: [bold]{ui_command}[/]")
         return
     console.print(data_table(summary["data"]))
+    render_data_warnings(console, summary["data"])
     console.print(metrics_table(summary["metrics"]))
     training = summary["training"]
     console.print(
