@@ -12,8 +12,9 @@ the type's threshold (`min_score`, per type `min_scores`):
 - plus presidio's context factor 0.35 when one of the type's context words (presidio's `recognizer.context`,
   compared by lemma) stands among the words before it, as presidio's LemmaContextAwareEnhancer does;
 - zero for numbers that plainly are not personal data (adapterflow/data/pii_context.py): inside code,
-  doctests, printed arrays, slices or tuples; part of a longer number, date, time or identifier; or named
-  by the word before it as an order, invoice, ticket, version, extension, amount...
+  doctests, printed arrays, slices or tuples (blanked out before the numeric recognizers run); part of a
+  longer number, date, time or identifier; or named by the word before it as an order, invoice, ticket,
+  version, extension, amount...
 
 Findings are counted by type; values are never kept.
 """
@@ -44,7 +45,7 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     "email": Kind("<EMAIL>", r"@", ("EMAIL_ADDRESS",), False),
-    "phone": Kind("<PHONE>", r"\d[\d\s().\-]{5,}\d", ("PHONE_NUMBER",), True,
+    "phone": Kind("<PHONE>", r"\d(?:[\s().\-]{0,3}\d){6}", ("PHONE_NUMBER",), True,  # 7+ digits
                   ("tel", "fax", "reach", "dial", "ring", "contact", "sms", "whatsapp", "hotline", "landline")),
     "credit_card": Kind("<CREDIT_CARD>", r"\d(?:[ \-]?\d){11,18}", ("CREDIT_CARD",), True, ("debit",)),
     "iban": Kind("<IBAN>", r"[A-Za-z]{2}\d{2}[ ]?[A-Za-z0-9]{4}", ("IBAN_CODE",), False),
@@ -167,39 +168,41 @@ class PiiScanner:
         maybe_builtin = "@" in text or QUICK_DIGITS.search(text) is not None
         found = []
         layout: TextLayout | None = None
+        masked = text  # numeric types look at the text with its code blanked out (offsets unchanged)
         for position, (entity, prefilter, recognizers, presidio_entities) in enumerate(self.checks):
             builtin = position < self.builtin_count
             if (builtin and not maybe_builtin) or not prefilter.search(text):
                 continue
+            numeric = builtin and KINDS[entity].numeric
+            if numeric and layout is None:
+                layout = TextLayout.of(text)
+                masked = layout.without_code(text)
             for recognizer in recognizers:
-                for result in recognizer.analyze(text, presidio_entities, None) or []:
+                for result in recognizer.analyze(masked if numeric else text, presidio_entities, None) or []:
                     if not builtin:
                         if result.score >= self.config.min_score:
                             found.append(Finding(entity, result.start, result.end, result.score))
                         continue
-                    if KINDS[entity].numeric and layout is None:
-                        layout = TextLayout.of(text)
-                    score = self.score(entity, text, result.start, result.end, result.score, layout)
+                    start = result.start + _unbalanced_paren(text, result.start, result.end)
+                    score = self.score(entity, text, start, result.end, result.score, layout)
                     if score >= self.config.min_scores.get(entity, self.config.min_score):
-                        found.append(Finding(entity, result.start, result.end, score))
+                        found.append(Finding(entity, start, result.end, score))
         return _without_overlaps(found)
 
     def score(self, entity: str, text: str, start: int, end: int, presidio_score: float, layout: TextLayout | None) -> float:
-        """The candidate's score: its shape, plus the context factor, or zero where it plainly is not personal data."""
-        score = shape_score(entity, text[start:end], presidio_score, self.regions)
-        numeric = KINDS[entity].numeric
-        if numeric:
-            layout = layout or TextLayout.of(text)
+        """The candidate's score: zero where it plainly is not personal data, else its shape plus the context factor."""
+        tokens = None
+        if KINDS[entity].numeric:
             joined = ip_joined(text, start, end) if entity == "ip_address" else joined_to_number(text, start, end)
-            if joined or layout.in_code(start, end):
+            tokens = words_before(text, start, layout, self.config.context_words)
+            if joined or label_cue(tokens):
                 return 0.0
-        threshold = self.config.min_scores.get(entity, self.config.min_score)
-        if score <= 0 or (score >= threshold and not numeric):
+        score = shape_score(entity, text[start:end], presidio_score, self.regions)
+        if score <= 0 or score >= self.config.min_scores.get(entity, self.config.min_score):
             return score
-        tokens = words_before(text, start, layout, self.config.context_words)
-        if numeric and label_cue(tokens):
-            return 0.0
-        if score < threshold and has_context(tokens, *self.context[entity]):
+        if tokens is None:
+            tokens = words_before(text, start, layout, self.config.context_words)
+        if has_context(tokens, *self.context[entity]):
             score = min(1.0, score + CONTEXT_FACTOR)
         return score
 
@@ -210,6 +213,11 @@ class PiiScanner:
         for finding in sorted(findings, key=lambda f: f.start, reverse=True):
             text = text[: finding.start] + self.placeholders[finding.entity] + text[finding.end :]
         return text, counts
+
+
+def _unbalanced_paren(text: str, start: int, end: int) -> int:
+    """1 when the match opens with a '(' it does not close (phonenumbers keeps it in "Jane (+44 20 7946 0958)")."""
+    return int(text[start] == "(" and ")" not in text[start:end])
 
 
 def _without_overlaps(findings: list[Finding]) -> list[Finding]:

@@ -7,7 +7,6 @@ pattern recognizer; what tells them apart is where they stand, which is what thi
 
 from __future__ import annotations
 
-import bisect
 import re
 from dataclasses import dataclass
 
@@ -23,10 +22,12 @@ INDENTED_LINE = re.compile(r"(?: {4}|\t)(?![ \t]*(?:[-*+]|\d+[.)])\s)\S")  # ind
 TABLE_ROW = re.compile(r"^[ \t]*\|?[^|\n]*\|[^|\n]*\|.*$", re.MULTILINE)  # a line with two or more '|'
 TOKENS = re.compile(r"[A-Za-z]+|\d[\d\-./:,]*|#")
 
-# A number directly after one of these words names a thing, not a person (the nearest cue wins: see `label_cue`).
+# A number directly after one of these words names a thing (an order, a version of something, an amount), not a
+# person: the nearest cue wins, see `label_cue`.
 NOT_PERSONAL_LABELS = frozenset([
     "order", "orders", "invoice", "invoices", "inv", "ticket", "tickets", "ref", "reference", "case", "po", "sku",
     "item", "part", "serial", "sn", "build", "version", "versions", "ver", "v", "release", "tag", "id", "ids",
+    "firmware", "driver", "kernel", "patch", "bios",
     "identifier", "ext", "extension", "extensions", "range", "ranges", "port", "pid", "page", "row", "issue",
     "pr", "commit", "job", "run", "step", "epoch", "seed", "batch", "lot", "tracking", "shipment", "parcel",
     "transaction", "txn", "confirmation", "booking", "reservation", "section", "chapter", "figure", "fig",
@@ -44,28 +45,31 @@ FILLERS = frozenset([
 class TextLayout:
     """Code spans and table blocks of one text, computed once per text that has a numeric candidate."""
 
-    code_starts: list[int]
-    code_ends: list[int]
+    code: list[tuple[int, int]]  # sorted, non-overlapping
     tables: list[tuple[int, int, list[str]]]  # (start, end, header cells)
 
     @classmethod
     def of(cls, text: str) -> TextLayout:
-        spans = sorted(
-            [(m.start(), m.end()) for pattern in CODE_SPANS for m in pattern.finditer(text)]
-            + _indented_code(text)
-        )
+        spans = sorted([(m.start(), m.end()) for pattern in CODE_SPANS for m in pattern.finditer(text)] + _indented_code(text))
         merged: list[tuple[int, int]] = []
         for start, end in spans:
             if merged and start <= merged[-1][1]:
                 merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
             else:
                 merged.append((start, end))
-        return cls([s for s, _ in merged], [e for _, e in merged], _tables(text))
+        return cls(merged, _tables(text))
 
-    def in_code(self, start: int, end: int) -> bool:
-        """Whether [start, end) overlaps a code span."""
-        index = bisect.bisect_right(self.code_starts, end - 1) - 1
-        return index >= 0 and self.code_ends[index] > start
+    def without_code(self, text: str) -> str:
+        """The text with every code span blanked out to spaces (line breaks kept), so offsets stay the same."""
+        if not self.code:
+            return text
+        pieces, position = [], 0
+        for start, end in self.code:
+            pieces.append(text[position:start])
+            pieces.append(re.sub(r"[^\n]", " ", text[start:end]))
+            position = end
+        pieces.append(text[position:])
+        return "".join(pieces)
 
     def table_header(self, text: str, start: int) -> str | None:
         """The header cell above position `start` when it lies in a table body row, else None."""
