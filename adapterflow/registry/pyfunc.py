@@ -29,23 +29,30 @@ CLASSIFIER_SIGNATURE = ModelSignature(
 
 
 def base_model_folder(model_config: dict[str, Any]) -> Path:
-    """The base model's folder here: the recorded path, or the same model resolved again on this machine."""
+    """The base model's folder here (the recorded path, or the same model resolved again on this machine),
+    refused unless its weights hash to what the adapter was trained on: checked on every load."""
     from adapterflow.home import Home
-    from adapterflow.models.base import resolve_base_model
+    from adapterflow.models.base import resolve_base_model, weights_sha256
     from schemas.base_model import BaseModelConfig
 
+    home = Home.from_env()
     recorded = Path(model_config["base_model_path"])
-    if recorded.is_dir():
-        return recorded
     name = model_config["base_model"]
-    if Path(name).is_absolute():
+    if recorded.is_dir():
+        folder, found = recorded, weights_sha256(recorded, home)
+    elif Path(name).is_absolute():
         raise AdapterflowError(f"the base model folder {name} of this adapter is not on this machine",
                                hint="copy the base model there, or load the adapter where it was trained")
-    reference = resolve_base_model(BaseModelConfig(name=name), Home.from_env())
-    if reference.sha256 != model_config["base_model_sha256"]:
-        raise AdapterflowError(f"base model {name!r} here has other weights than the adapter was trained on",
-                               hint=f"expected sha256 {model_config['base_model_sha256']}")
-    return Path(reference.path)
+    else:
+        reference = resolve_base_model(BaseModelConfig(name=name), home)
+        folder, found = Path(reference.path), reference.sha256
+    expected = model_config["base_model_sha256"]
+    if found != expected:
+        raise AdapterflowError(
+            f"base model {name!r} at {folder} has weights sha256 {found[:12]}..., the adapter was trained on "
+            f"{expected[:12]}...", hint="load the adapter with the base model it was trained on",
+        )
+    return folder
 
 
 class AdapterModel(mlflow.pyfunc.PythonModel):

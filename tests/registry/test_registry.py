@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from adapterflow.errors import AdapterflowError
 from adapterflow.home import Home
+from adapterflow.models.base import weights_sha256
 from adapterflow.records import BaseModelRef, EvalResult, RegisteredVersion, RunContext
 from adapterflow.registry import find_champion, register_adapter, set_aliases
 from schemas.registry import PromotionPolicy
@@ -25,10 +27,14 @@ def adapter_dir(tmp_path: Path, tiny_model_dir: Path) -> Path:
     return tmp_path / "adapter"
 
 
+def tiny_base(folder: Path) -> BaseModelRef:
+    return BaseModelRef(name=str(folder), path=str(folder), sha256=weights_sha256(folder, Home.from_env()))
+
+
 def register_version(client: MlflowClient, adapter_dir: Path, tiny_model_dir: Path) -> tuple[str, str]:
     experiment = client.create_experiment(f"e{len(client.search_experiments())}")
     run_id = client.create_run(experiment).info.run_id
-    base = BaseModelRef(name=str(tiny_model_dir), path=str(tiny_model_dir), sha256="abc")
+    base = tiny_base(tiny_model_dir)
     version, _ = register_adapter(client, run_id, "m", str(adapter_dir), base, {"adapterflow.method": "lora"}, "d")
     return run_id, version
 
@@ -37,14 +43,33 @@ def test_registration_is_idempotent_per_run_and_champion_is_found(home: Home, ad
     client = MlflowClient()
     assert find_champion("m", client) is None
     run_id, version = register_version(client, adapter_dir, tiny_model_dir)
-    base = BaseModelRef(name=str(tiny_model_dir), path=str(tiny_model_dir), sha256="abc")
+    base = tiny_base(tiny_model_dir)
     again, _ = register_adapter(client, run_id, "m", str(adapter_dir), base, {}, "d")
     assert version == again == "1"
     assert find_champion("m", client) is None  # registered, but not promoted
     set_aliases(client, "m", {"champion": "1"})
     champion = find_champion("m", client)
-    assert champion.version == "1" and champion.base_sha256 == "abc" and champion.base_path == str(tiny_model_dir)
+    assert champion.version == "1" and champion.base_sha256 == base.sha256 and champion.base_path == str(tiny_model_dir)
     assert (Path(champion.adapter_dir) / "adapter_model.safetensors").is_file()
+
+
+def test_every_load_of_a_version_checks_its_base_weights(home: Home, adapter_dir: Path, tiny_model_dir: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from adapterflow.registry.pyfunc import base_model_folder
+
+    copy = home.root / "base-copy"
+    shutil.copytree(tiny_model_dir, copy)
+    config = {"base_model": str(copy), "base_model_path": str(copy), "base_model_sha256": tiny_base(copy).sha256}
+    assert base_model_folder(config) == copy
+    weights = load_file(str(copy / "model.safetensors"))
+    name = next(iter(weights))
+    weights[name] = weights[name] + 1  # the folder the adapter was trained on now holds other weights
+    save_file(weights, str(copy / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(AdapterflowError, match="the adapter was trained on"):
+        base_model_folder(config)
 
 
 def test_promotion_moves_champion_and_keeps_the_previous_one(home: Home, adapter_dir: Path, tiny_model_dir: Path) -> None:
