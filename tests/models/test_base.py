@@ -24,7 +24,18 @@ def test_local_folder_is_hashed_and_the_hash_remembered(tmp_path: Path, tiny_mod
 
 def test_hub_ids_fail_fast_offline(tmp_path: Path) -> None:
     with pytest.raises(AdapterflowError, match="can't fetch"):
-        resolve_base_model(BaseModelConfig(name="someone/some-model"), Home(tmp_path))
+        resolve_base_model(BaseModelConfig(name="hf://someone/some-model"), Home(tmp_path))
+
+
+def test_a_missing_folder_is_an_error_never_a_download_and_remote_code_is_refused(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    context = {"config_dir": tmp_path}
+    with pytest.raises(ValidationError, match="no such folder: .*models/my-model; a hub model is written hf://models/my-model"):
+        BaseModelConfig.model_validate({"name": "models/my-model"}, context=context)
+    with pytest.raises(ValidationError, match="runs no code shipped with a model"):
+        BaseModelConfig.model_validate({"name": "smollm2-135m-instruct", "trust_remote_code": True})
+    assert BaseModelConfig.model_validate({"name": "hf://org/model"}).hub_id == "org/model"
 
 
 @pytest.mark.slow
@@ -55,3 +66,14 @@ def test_a_worker_finds_the_base_model_by_name_and_refuses_other_weights(
     assert base_model_here(pipeline.model_copy(update={"path": "/pipeline/machine/only"}), config) == pipeline
     with pytest.raises(AdapterflowError, match="weights sha256"):
         base_model_here(pipeline.model_copy(update={"sha256": "0" * 64}), config)
+
+
+def test_a_folder_with_pickle_weights_only_is_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    config = BaseModelConfig.model_validate({"name": str(folder)})
+    with pytest.raises(AdapterflowError, match="holds only pickle weights \\(pytorch_model.bin\\)"):
+        resolve_base_model(config, Home(tmp_path))

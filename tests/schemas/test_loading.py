@@ -87,4 +87,4 @@ def test_defaults_fill_every_section(tmp_path: Path) -> None:
 def test_invalid_name_and_base_model_are_explained(tmp_path: Path) -> None:
     problems = problems_of(write_config(tmp_path, minimal(name="bad name!", base_model="not a model")))
     assert "letters, digits" in problems["name"]
-    assert "hub id" in problems["base_model.name"]
+    assert "no such folder" in problems["base_model.name"]
