@@ -36,3 +36,13 @@ def test_off_passes_rows_through(tmp_path: Path) -> None:
     source = filtered(tmp_path, ROWS)
     result = redact_rows(source, PiiConfig(action="off"), tmp_path / "out.parquet")
     assert result.table == source.table and result.found == {}
+
+
+def test_numbers_in_printed_output_survive_and_real_phones_are_redacted_whole(tmp_path: Path) -> None:
+    rows = [chat("np.angle(z) prints array([ 0.        , -0.78539816]); what now?",
+                 "Slice it with x[1::2]. If it still fails, call +1 415 555 0105.", 1)]
+    result = redact_rows(filtered(tmp_path, rows), PiiConfig(), tmp_path / "out.parquet")
+    assert result.found == {"phone": 1} and result.rows_with_pii == 1
+    user, assistant = next(iter_rows(result.table))["messages"]
+    assert user["content"] == "np.angle(z) prints array([ 0.        , -0.78539816]); what now?"
+    assert assistant["content"] == "Slice it with x[1::2]. If it still fails, call <PHONE>."
