@@ -45,7 +45,7 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     "email": Kind("<EMAIL>", r"@", ("EMAIL_ADDRESS",), False),
-    "phone": Kind("<PHONE>", r"\d(?:[\s().\-]{0,3}\d){6}", ("PHONE_NUMBER",), True,  # 7+ digits
+    "phone": Kind("<PHONE>", r"\d[\d\s().\-]{5,}\d", ("PHONE_NUMBER",), True,
                   ("tel", "fax", "reach", "dial", "ring", "contact", "sms", "whatsapp", "hotline", "landline")),
     "credit_card": Kind("<CREDIT_CARD>", r"\d(?:[ \-]?\d){11,18}", ("CREDIT_CARD",), True, ("debit",)),
     "iban": Kind("<IBAN>", r"[A-Za-z]{2}\d{2}[ ]?[A-Za-z0-9]{4}", ("IBAN_CODE",), False),

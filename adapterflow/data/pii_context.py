@@ -26,13 +26,12 @@ TOKENS = re.compile(r"[A-Za-z]+|\d[\d\-./:,]*|#")
 # person: the nearest cue wins, see `label_cue`.
 NOT_PERSONAL_LABELS = frozenset([
     "order", "orders", "invoice", "invoices", "inv", "ticket", "tickets", "ref", "reference", "case", "po", "sku",
-    "item", "part", "serial", "sn", "build", "version", "versions", "ver", "v", "release", "tag", "id", "ids",
-    "firmware", "driver", "kernel", "patch", "bios",
-    "identifier", "ext", "extension", "extensions", "range", "ranges", "port", "pid", "page", "row", "issue",
-    "pr", "commit", "job", "run", "step", "epoch", "seed", "batch", "lot", "tracking", "shipment", "parcel",
-    "transaction", "txn", "confirmation", "booking", "reservation", "section", "chapter", "figure", "fig",
-    "table", "eq", "equation", "amount", "total", "balance", "price", "sum", "eur", "usd", "gbp", "chf", "jpy",
-    "inr", "cad", "aud"
+    "item", "part", "serial", "sn", "id", "ids", "identifier", "batch", "lot", "tracking", "shipment", "parcel",
+    "transaction", "txn", "confirmation", "booking", "reservation",
+    "build", "version", "versions", "ver", "v", "release", "tag", "firmware", "driver", "kernel", "patch", "bios",
+    "ext", "extension", "extensions", "range", "ranges", "port", "pid", "page", "row", "issue", "pr", "commit", "job",
+    "run", "step", "epoch", "seed", "section", "chapter", "figure", "fig", "table", "eq", "equation",
+    "amount", "total", "balance", "price", "sum", "eur", "usd", "gbp", "chf", "jpy", "inr", "cad", "aud",
 ])
 # Words that may stand between a label and its number ("order number 12", "ticket no. 7", "extension range 2863-3442").
 FILLERS = frozenset([
@@ -123,6 +122,9 @@ def _tables(text: str) -> list[tuple[int, int, list[str]]]:
     return tables
 
 
+DECIMAL_OR_DATE = re.compile(r"[-+]?\d*\.\d+|\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4}")
+
+
 def joined_to_number(text: str, start: int, end: int) -> bool:
     """Whether the match is part of a longer number, identifier, date, time, amount or assignment.
 
@@ -133,12 +135,10 @@ def joined_to_number(text: str, start: int, end: int) -> bool:
     before2 = text[start - 2] if start > 1 else " "
     after = text[end] if end < len(text) else " "
     after2 = text[end + 1] if end + 1 < len(text) else " "
-    if before.isalnum() or before in "_.$€£¥#/\\@=<>^*":
-        return True
-    if (before in ":," and before2.isdigit()) or (before == "-" and (before2.isalnum() or before2 in "_.")):
-        return True  # joined: 12:30, 1,234, a456-4266
-    if before == "-" and after != "@":
-        return True  # a minus sign: -0.78539816
+    if before.isalnum() or before in "_.-$€£¥#/\\@=<>^":
+        return True  # a456-4266, -0.78539816, $4155550123, x=4155550123, 10^9
+    if before in ":," and before2.isdigit():
+        return True  # 12:30, 1,234
     if after.isalnum() or after in "_%$€£@":
         return True
     if after in ".,:/-" and after2.isdigit():
@@ -151,9 +151,6 @@ def ip_joined(text: str, start: int, end: int) -> bool:
     before = text[start - 1] if start else " "
     after, after2 = text[end : end + 1], text[end + 1 : end + 2]
     return before.isalnum() or before in "._-" or (after == "." and after2.isdigit())
-
-
-DECIMAL_OR_DATE = re.compile(r"[-+]?\d*\.\d+|\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4}")
 
 
 def words_before(text: str, start: int, layout: TextLayout | None, count: int) -> list[str]:
