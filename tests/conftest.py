@@ -37,8 +37,9 @@ def prefect_server() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[dict]:
     """One real stack for the `servers` tests: Postgres, S3, MLflow, a Prefect server with its scheduler and a
-    `cpu` and a `cuda` worker, each with its own ADAPTERFLOW_HOME. Stopped by PID at the end, whatever happened."""
-    from adapterflow.stack import PoolSettings, StackSettings
+    `cpu` and a `cuda` worker, each with its own ADAPTERFLOW_HOME. Stopped by PID at the end, whatever happened.
+    MLflow runs its basic-auth app: the stack's admin login is in this process's environment while it runs."""
+    from adapterflow.stack import MLFLOW_LOGIN_VARS, PoolSettings, StackSettings
     from tests.stack_servers import running_stack
 
     # Not under pytest's basetemp: Postgres runs as another user (when the tests run as root), and every pytest
@@ -52,7 +53,9 @@ def cluster() -> Iterator[dict]:
         server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"},
     )
     try:
-        with running_stack(root / "stack", settings) as env:
+        with running_stack(root / "stack", settings) as env, pytest.MonkeyPatch.context() as patch:
+            for name in MLFLOW_LOGIN_VARS:  # the tests' own MLflow clients log in as the workers do
+                patch.setenv(name, env[name])
             yield {"root": root, "stack_root": root / "stack", "env": env}
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -12,7 +12,7 @@ from rich.table import Table
 from adapterflow.errors import AdapterflowError
 from adapterflow.home import Home
 from adapterflow.report import render_error
-from adapterflow.stack.environment import export_lines
+from adapterflow.stack.environment import MLFLOW_LOGIN_VARS, export_lines
 from adapterflow.stack.settings import DEFAULT_BUCKET, DEFAULT_POOLS, PoolSettings, StackSettings
 from adapterflow.stack.stack import Stack
 
@@ -45,10 +45,12 @@ def up(
     bucket: Annotated[str, typer.Option(help="bucket for MLflow artifacts and the data cache")] = DEFAULT_BUCKET,
     pool: PoolOption = list(DEFAULT_POOLS),  # noqa: B006 - typer needs a list default
     timeout: Annotated[float, typer.Option(min=1, help="seconds each component may take to start")] = 240.0,
+    mlflow_auth: Annotated[bool, typer.Option(
+        help="MLflow's basic-auth app: clients log in with the exported MLFLOW_TRACKING_USERNAME/PASSWORD")] = True,
 ) -> None:
     """Start the stack (or find it running) and print its client environment: eval "$(adapterflow stack up)"."""
     settings = StackSettings(s3_port=s3_port, mlflow_port=mlflow_port, prefect_port=prefect_port, bucket=bucket,
-                             pools=_pools(pool), start_timeout=timeout)
+                             pools=_pools(pool), start_timeout=timeout, mlflow_auth=mlflow_auth)
     stack = Stack(Home.from_env().stack, settings)
     try:
         with console.status(f"starting the stack under {stack.layout.root} (a first start takes about a minute)"):
@@ -62,6 +64,9 @@ def up(
         console.print(f"{mark} {component.name:<12} {component.url}", highlight=False)
     prefect_ui = env["PREFECT_API_URL"].removesuffix("/api")
     console.print(f"UIs: MLflow {env['MLFLOW_TRACKING_URI']}, Prefect {prefect_ui}", highlight=False)
+    user_var, password_var = MLFLOW_LOGIN_VARS
+    if user_var in env:
+        console.print(f"MLflow asks for a login: user {env[user_var]}, password ${password_var}", highlight=False)
     console.print(f"[dim]logs: {stack.layout.logs}; stop with `adapterflow stack down`[/]", highlight=False)
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from adapterflow.stack.keyfiles import load_or_generate, write_private
 from adapterflow.stack.ports import HOST
 from adapterflow.stack.settings import REGION
 
@@ -24,21 +24,13 @@ class Credentials:
     secret_key: str
 
 
-def _write_private(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON readable by the owner only (mode 0600 from creation on)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump(data, handle, indent=2)
+def _new_credentials() -> dict[str, str]:
+    return asdict(Credentials(access_key=secrets.token_hex(10).upper(), secret_key=secrets.token_hex(20)))
 
 
 def load_or_create_credentials(path: Path) -> Credentials:
     """The stack's key pair: generated on the first start, then reused."""
-    if path.exists():
-        return Credentials(**json.loads(path.read_text()))
-    credentials = Credentials(access_key=secrets.token_hex(10).upper(), secret_key=secrets.token_hex(20))
-    _write_private(path, {"access_key": credentials.access_key, "secret_key": credentials.secret_key})
-    return credentials
+    return Credentials(**load_or_generate(path, _new_credentials))
 
 
 def write_identity_config(path: Path, credentials: Credentials) -> None:
@@ -48,7 +40,7 @@ def write_identity_config(path: Path, credentials: Credentials) -> None:
         "credentials": [{"accessKey": credentials.access_key, "secretKey": credentials.secret_key}],
         "actions": ["Admin", "Read", "List", "Tagging", "Write"],
     }
-    _write_private(path, {"identities": [identity]})
+    write_private(path, json.dumps({"identities": [identity]}, indent=2))
 
 
 def weed_command(weed: Path, data: Path, identities: Path, s3_port: int, internal: dict[str, int]) -> list[str]:

@@ -13,6 +13,7 @@ import httpx
 import psutil
 
 from adapterflow.errors import AdapterflowError
+from adapterflow.stack.mlflow_auth import APP_NAME
 from adapterflow.stack.ports import HOST
 
 
@@ -34,12 +35,13 @@ def prefect_api_url(port: int) -> str:
     return f"http://{HOST}:{port}/api"
 
 
-def mlflow_command(backend_store_uri: str, bucket: str, port: int) -> list[str]:
-    """A tracking server that proxies artifacts into the bucket, so clients need only its URL."""
+def mlflow_command(backend_store_uri: str, bucket: str, port: int, *, auth: bool) -> list[str]:
+    """A tracking server that proxies artifacts into the bucket, so clients need only its URL (and, with `auth`,
+    a login of MLflow's basic-auth app)."""
     return [
         str(executable("mlflow")), "server", "--backend-store-uri", backend_store_uri,
         "--artifacts-destination", f"s3://{bucket}/mlartifacts", "--host", HOST, "--port", str(port),
-        "--workers", "1",
+        "--workers", "1", *(["--app-name", APP_NAME] if auth else []),
     ]
 
 

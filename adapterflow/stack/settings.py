@@ -25,7 +25,7 @@ def _default_pools() -> dict[str, PoolSettings]:
 
 @dataclass(frozen=True)
 class StackSettings:
-    """Ports (0 picks a free one), bucket, work pools and extra server env of a local stack."""
+    """Ports (0 picks a free one), bucket, work pools, MLflow's login and extra server env of a local stack."""
 
     s3_port: int = 8333
     mlflow_port: int = 5001
@@ -35,6 +35,7 @@ class StackSettings:
     worker_query_seconds: float = 5.0
     server_env: dict[str, str] = field(default_factory=dict)  # extra env for the MLflow and Prefect servers
     start_timeout: float = 240.0  # seconds per component; MLflow's first start migrates its schema (about 1 min)
+    mlflow_auth: bool = True  # MLflow's basic-auth app: every client logs in (infra/README.md says why by default)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,14 @@ class StackLayout:
     @property
     def s3_config(self) -> Path:
         return self.root / "s3-identities.json"
+
+    @property
+    def mlflow_login(self) -> Path:
+        return self.root / "mlflow-login.json"
+
+    @property
+    def mlflow_auth_config(self) -> Path:
+        return self.root / "mlflow-auth.ini"
 
     def log(self, component: str) -> Path:
         return self.logs / f"{component}.log"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from adapterflow.errors import AdapterflowError
 from adapterflow.pools import ensure_work_pool
-from adapterflow.stack import objectstore, postgres, servers
+from adapterflow.stack import mlflow_auth, objectstore, postgres, servers
 from adapterflow.stack.environment import client_env, s3_env
 from adapterflow.stack.ports import resolve_ports
 from adapterflow.stack.processes import PidFile, is_alive, spawn, stop_groups, wait_until
@@ -38,6 +38,7 @@ class StackState:
     bucket: str
     pools: list[str]
     sockets: str
+    mlflow_auth: bool = False  # a stack.json written before MLflow had a login says nothing
 
     @property
     def components(self) -> list[str]:
@@ -113,8 +114,15 @@ class Stack:
         if state is None or not self.layout.credentials.exists():
             raise AdapterflowError(f"no stack under {self.layout.root}", hint="start one with `adapterflow stack up`")
         credentials = objectstore.load_or_create_credentials(self.layout.credentials)
+        login = None
+        if state.mlflow_auth:
+            if not self.layout.mlflow_login.exists():
+                raise AdapterflowError(f"the MLflow login of the stack under {self.layout.root} is missing: "
+                                       f"{self.layout.mlflow_login}", hint="restore the file from a backup")
+            admin = mlflow_auth.load_or_create_login(self.layout.mlflow_login)
+            login = (admin.username, admin.password)
         return client_env(
-            mlflow_url=servers.mlflow_url(state.ports["mlflow"]),
+            mlflow_url=servers.mlflow_url(state.ports["mlflow"]), mlflow_login=login,
             prefect_api_url=servers.prefect_api_url(state.ports["prefect"]),
             s3_endpoint=objectstore.endpoint(state.ports["s3"]), access_key=credentials.access_key,
             secret_key=credentials.secret_key, bucket=state.bucket,
@@ -126,7 +134,7 @@ class Stack:
         public = {"s3": settings.s3_port, "mlflow": settings.mlflow_port, "prefect": settings.prefect_port}
         ports = resolve_ports({**public, **{name: 0 for name in objectstore.INTERNAL_PORTS}})
         sockets = postgres.socket_dir(layout.root)
-        state = StackState(ports, settings.bucket, list(settings.pools), str(sockets))
+        state = StackState(ports, settings.bucket, list(settings.pools), str(sockets), settings.mlflow_auth)
         layout.state.write_text(json.dumps(asdict(state), indent=2))
         credentials = objectstore.load_or_create_credentials(layout.credentials)
         objectstore.write_identity_config(layout.s3_config, credentials)
@@ -142,14 +150,10 @@ class Stack:
         postgres.prepare(layout.pgdata, sockets, user, layout.log("postgres"))
         database = self._spawn("postgres", postgres.server_command(layout.pgdata, sockets), os.environ, user=user)
         wait_until("postgres", lambda: postgres.is_ready(sockets), database, layout.log("postgres"), timeout)
-        postgres.create_databases(sockets, DATABASES)
+        postgres.create_databases(sockets, DATABASES + ((mlflow_auth.DATABASE,) if settings.mlflow_auth else ()))
 
-        store_env = s3_env(s3_endpoint, credentials.access_key, credentials.secret_key)
-        mlflow = self._spawn(
-            "mlflow", servers.mlflow_command(postgres.uri(sockets, "mlflow", "psycopg2"), settings.bucket,
-                                             ports["mlflow"]),
-            {**os.environ, **store_env, "MLFLOW_DISABLE_TELEMETRY": "true", **settings.server_env},
-        )
+        mlflow = self._spawn_mlflow(ports["mlflow"], sockets, s3_env(s3_endpoint, credentials.access_key,
+                                                                     credentials.secret_key))
         prefect_api = servers.prefect_api_url(ports["prefect"])
         layout.prefect_home.mkdir(parents=True, exist_ok=True)
         prefect = self._spawn("prefect", servers.prefect_server_command(ports["prefect"]), {
@@ -165,9 +169,27 @@ class Stack:
                    timeout)
         workers = {pool: self._start_worker(pool, prefect_api) for pool in settings.pools}
         wait_until("mlflow", lambda: servers.mlflow_healthy(ports["mlflow"]), mlflow, layout.log("mlflow"), timeout)
+        if settings.mlflow_auth:
+            mlflow_auth.check_login(servers.mlflow_url(ports["mlflow"]),
+                                    mlflow_auth.load_or_create_login(layout.mlflow_login), layout.mlflow_login)
         for pool, worker in workers.items():
             wait_until(f"worker-{pool}", partial(servers.worker_online, prefect_api, pool), worker,
                        layout.log(f"worker-{pool}"), timeout)
+
+    def _spawn_mlflow(self, port: int, sockets: Path, store_env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """The tracking server on Postgres, artifacts in the bucket; with auth, MLflow's basic-auth app in front."""
+        layout, settings = self.layout, self.settings
+        env = {**os.environ, **store_env, "MLFLOW_DISABLE_TELEMETRY": "true", **settings.server_env}
+        if settings.mlflow_auth:
+            for name in mlflow_auth.OVERRIDES:
+                env.pop(name, None)
+            login = mlflow_auth.load_or_create_login(layout.mlflow_login)
+            mlflow_auth.write_config(layout.mlflow_auth_config,
+                                     postgres.uri(sockets, mlflow_auth.DATABASE, "psycopg2"), login)
+            env.update(mlflow_auth.server_env(layout.mlflow_auth_config, login))
+        command = servers.mlflow_command(postgres.uri(sockets, "mlflow", "psycopg2"), settings.bucket, port,
+                                         auth=settings.mlflow_auth)
+        return self._spawn("mlflow", command, env)
 
     def _start_worker(self, pool: str, prefect_api: str) -> subprocess.Popen[bytes]:
         from prefect.client.orchestration import SyncPrefectClient

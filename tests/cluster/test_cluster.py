@@ -24,6 +24,7 @@ pytestmark = pytest.mark.servers
 MODEL = "tiny-cluster"
 SCHEDULED = "tiny-scheduled"
 BROKEN = "tiny-broken"
+AUTH_MODEL = "tiny-auth"
 RUN_TIMEOUT_S = 240
 
 
@@ -183,3 +184,50 @@ def test_a_cron_schedule_fires_on_the_server_and_its_run_completes(cluster: dict
     assert runs[0].auto_scheduled
     run = mlflow_run_of(MlflowClient(env["MLFLOW_TRACKING_URI"]), str(runs[0].id))
     assert run.info.status == "FINISHED"
+
+
+def test_a_read_only_user_reads_runs_but_cannot_move_an_alias(cluster: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's basic-auth app on the stack: no login, no answer; a user with the default READ permission reads a
+    run but may not move `champion` until the admin (the login the stack exports) grants EDIT on the model. No log
+    shows the admin's password."""
+    import secrets
+
+    import httpx
+    import mlflow.server
+    from mlflow.exceptions import MlflowException
+
+    env = cluster["env"]
+    uri = env["MLFLOW_TRACKING_URI"]
+    anonymous = httpx.get(f"{uri}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=60)
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic")  # a browser asks
+
+    admin = MlflowClient(uri)  # logs in with MLFLOW_TRACKING_USERNAME/PASSWORD, exported by the fixture
+    run = admin.create_run(admin.create_experiment("auth-check"))
+    admin.log_metric(run.info.run_id, "eval/candidate/perplexity", 3.5)
+    admin.create_registered_model(AUTH_MODEL)
+    first, second = (admin.create_model_version(AUTH_MODEL, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+                     for _ in range(2))
+    admin.set_registered_model_alias(AUTH_MODEL, "champion", first.version)
+
+    password = secrets.token_urlsafe(16)
+    users = mlflow.server.get_app_client("basic-auth", tracking_uri=uri)
+    assert not users.create_user("reader", password).is_admin
+    with monkeypatch.context() as as_reader:
+        as_reader.setenv("MLFLOW_TRACKING_USERNAME", "reader")
+        as_reader.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        reader = MlflowClient(uri)
+        assert reader.get_run(run.info.run_id).data.metrics == {"eval/candidate/perplexity": 3.5}
+        with pytest.raises(MlflowException) as denied:
+            reader.set_registered_model_alias(AUTH_MODEL, "champion", second.version)
+    assert denied.value.error_code == "PERMISSION_DENIED" and denied.value.get_http_status_code() == 403
+    assert admin.get_model_version_by_alias(AUTH_MODEL, "champion").version == first.version
+
+    users.grant_user_permission("reader", "registered_model", AUTH_MODEL, "EDIT")  # as the admin
+    with monkeypatch.context() as as_reader:
+        as_reader.setenv("MLFLOW_TRACKING_USERNAME", "reader")
+        as_reader.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        MlflowClient(uri).set_registered_model_alias(AUTH_MODEL, "champion", second.version)
+    assert admin.get_model_version_by_alias(AUTH_MODEL, "champion").version == second.version
+
+    logs = sorted((cluster["stack_root"] / "logs").glob("*.log"))
+    assert logs and not [log.name for log in logs if env["MLFLOW_TRACKING_PASSWORD"] in log.read_text()]

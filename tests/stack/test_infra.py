@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import json
 import re
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adapterflow.stack import CLIENT_ENV_VARS
+from adapterflow.stack import CLIENT_ENV_VARS, mlflow_auth
 from adapterflow.stack.servers import mlflow_command, prefect_server_command, worker_command
 
 INFRA = Path(__file__).parents[2] / "infra"
@@ -39,7 +40,9 @@ def test_compose_runs_the_local_stacks_servers_and_workers(compose: dict) -> Non
     services = compose["services"]
     mlflow = _command(services["mlflow"])
     assert mlflow.startswith("mlflow server ") and "--artifacts-destination s3://adapterflow/mlartifacts" in mlflow
-    assert "--artifacts-destination s3://adapterflow/mlartifacts" in _local(mlflow_command("db", "adapterflow", 1))
+    local_mlflow = _local(mlflow_command("db", "adapterflow", 1, auth=True))
+    assert "--artifacts-destination s3://adapterflow/mlartifacts" in local_mlflow
+    assert "--app-name basic-auth" in mlflow and "--app-name basic-auth" in local_mlflow
     assert services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg2://")
     assert _command(services["prefect"]).startswith(_local(prefect_server_command(1)).split(" --host")[0])
     assert services["prefect"]["environment"]["PREFECT_SERVER_DATABASE_CONNECTION_URL"].startswith(
@@ -60,10 +63,35 @@ def test_compose_clients_get_exactly_the_local_stacks_variables(compose: dict) -
 
 def test_compose_keeps_secrets_in_the_env_file(compose: dict) -> None:
     text = (INFRA / "docker-compose.yml").read_text()
-    for variable in ("POSTGRES_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY"):
+    for variable in ("POSTGRES_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY", "MLFLOW_ADMIN_PASSWORD",
+                     "MLFLOW_FLASK_SECRET_KEY"):
         assert f"${{{variable}:?" in text
         assert re.search(rf"^{variable}=", (INFRA / ".env.example").read_text(), re.MULTILINE)
     assert compose["x-client-env"]["AWS_SECRET_ACCESS_KEY"].startswith("${")
+    assert compose["x-client-env"]["MLFLOW_TRACKING_PASSWORD"].startswith("${")
+
+
+def _ini(text: str) -> dict[str, str]:
+    config = configparser.ConfigParser()  # as MLflow reads it
+    config.read_string(text)
+    return dict(config["mlflow"])
+
+
+def test_compose_runs_mlflows_basic_auth_app_as_the_local_stack_does(compose: dict) -> None:
+    mlflow = compose["services"]["mlflow"]
+    mount = next(volume for volume in mlflow["volumes"] if volume.startswith("./mlflow-auth.ini:"))
+    assert mount.split(":")[1] == mlflow["environment"]["MLFLOW_AUTH_CONFIG_PATH"]
+    assert mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == compose["x-client-env"]["MLFLOW_TRACKING_PASSWORD"]
+    assert mlflow["environment"]["PGPASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    docker = _ini((INFRA / "mlflow-auth.ini").read_text())
+    login = mlflow_auth.AdminLogin(mlflow_auth.ADMIN_USERNAME, "generated-password", "key")
+    local = _ini(mlflow_auth.config_text("postgresql+psycopg2://postgres@/mlflow_auth?host=/run", login))
+    assert local.keys() - docker.keys() == {"admin_password"}  # compose takes it from infra/.env
+    assert {key: docker[key] for key in docker if key != "database_uri"} == {
+        key: local[key] for key in docker if key != "database_uri"}
+    assert docker["admin_username"] == compose["x-client-env"]["MLFLOW_TRACKING_USERNAME"]
+    assert re.fullmatch(rf"postgresql\+psycopg2://adapterflow@postgres:5432/{mlflow_auth.DATABASE}", docker["database_uri"])
+    assert f"CREATE DATABASE {mlflow_auth.DATABASE};" in (INFRA / "postgres-init.sql").read_text()
 
 
 def test_only_the_cuda_worker_reserves_gpus(compose: dict) -> None:

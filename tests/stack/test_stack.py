@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import configparser
 import json
 import os
 import shlex
@@ -9,8 +11,10 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
@@ -20,9 +24,11 @@ from typer.testing import CliRunner
 from adapterflow.errors import AdapterflowError
 from adapterflow.stack import (
     CLIENT_ENV_VARS,
+    MLFLOW_LOGIN_VARS,
     Stack,
     StackSettings,
     export_lines,
+    mlflow_auth,
     objectstore,
     postgres,
     servers,
@@ -33,23 +39,82 @@ from adapterflow.stack.ports import free_ports, resolve_ports
 from adapterflow.stack.processes import PidFile, Recorded, is_alive, spawn, stop_groups, wait_until
 
 
-def _env() -> dict[str, str]:
-    return client_env(mlflow_url="http://127.0.0.1:5001", prefect_api_url="http://127.0.0.1:4200/api",
-                      s3_endpoint="http://127.0.0.1:8333", access_key="AK", secret_key="s e'cret", bucket="b")
+def _env(login: tuple[str, str] | None = ("admin", "pass$word")) -> dict[str, str]:
+    return client_env(mlflow_url="http://127.0.0.1:5001", mlflow_login=login,
+                      prefect_api_url="http://127.0.0.1:4200/api", s3_endpoint="http://127.0.0.1:8333",
+                      access_key="AK", secret_key="s e'cret", bucket="b")
 
 
 def test_client_env_names_every_variable_once_and_exports_them_quoted() -> None:
     env = _env()
     assert tuple(env) == CLIENT_ENV_VARS
+    assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]) == ("admin", "pass$word")
+    assert tuple(_env(login=None)) == tuple(name for name in CLIENT_ENV_VARS if name not in MLFLOW_LOGIN_VARS)
     assert env["AWS_ENDPOINT_URL"] == env["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:8333"
     assert env["ADAPTERFLOW_STORAGE"] == "s3://b/cache" and env["AWS_DEFAULT_REGION"] == "us-east-1"
     lines = export_lines(env).splitlines()
     assert len(lines) == len(CLIENT_ENV_VARS) and all(line.startswith("export ") for line in lines)
     parsed = dict(shlex.split(line)[1].split("=", 1) for line in lines)
     assert parsed == env
-    shell = subprocess.run(["bash", "-c", export_lines(env) + 'printf %s "$AWS_SECRET_ACCESS_KEY"'],
-                           capture_output=True, text=True, check=True)
-    assert shell.stdout == "s e'cret"
+    shell = subprocess.run(["bash", "-c", export_lines(env) + 'printf %s/%s "$AWS_SECRET_ACCESS_KEY" '
+                            '"$MLFLOW_TRACKING_PASSWORD"'], capture_output=True, text=True, check=True)
+    assert shell.stdout == "s e'cret/pass$word"
+
+
+def test_mlflow_login_is_generated_once_kept_private_and_its_config_reads_back(tmp_path: Path) -> None:
+    login = mlflow_auth.load_or_create_login(tmp_path / "login.json")
+    assert mlflow_auth.load_or_create_login(tmp_path / "login.json") == login
+    assert login.username == "admin" and len(login.password) >= 12 and login.password != "password1234"
+    assert login != mlflow_auth.load_or_create_login(tmp_path / "other.json")  # generated, not a default
+    database = "postgresql+psycopg2://postgres@/mlflow_auth?host=/tmp/odd%dir"
+    config = tmp_path / "auth.ini"
+    config.write_text("stale, readable by others")
+    config.chmod(0o644)
+    mlflow_auth.write_config(config, database, login)
+    for path in (tmp_path / "login.json", config):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    parser = configparser.ConfigParser()  # as mlflow.server.auth.config reads it, %-interpolation included
+    parser.read(config)
+    assert dict(parser["mlflow"]) == {"database_uri": database, "default_permission": "READ",
+                                      "admin_username": "admin", "admin_password": login.password,
+                                      "auth_cache_ttl_seconds": str(mlflow_auth.LOGIN_CACHE_SECONDS)}
+    env = mlflow_auth.server_env(config, login)
+    assert env == {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": login.flask_secret_key}
+
+
+@pytest.fixture
+def login_server() -> Iterator[str]:
+    """A stand-in for MLflow's login check: 200 for admin:right-password-1, 401 for anything else."""
+    expected = "Basic " + base64.b64encode(b"admin:right-password-1").decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.headers.get("Authorization") == expected else 401)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+
+
+def test_up_checks_the_exported_mlflow_login_and_names_the_way_out(login_server: str, tmp_path: Path) -> None:
+    file = tmp_path / "mlflow-login.json"
+    mlflow_auth.check_login(login_server, mlflow_auth.AdminLogin("admin", "right-password-1", "k"), file)
+    with pytest.raises(AdapterflowError, match="refuses the stack's admin login 'admin'.*HTTP 401") as refused:
+        mlflow_auth.check_login(login_server, mlflow_auth.AdminLogin("admin", "another-password", "k"), file)
+    assert str(file) in refused.value.message and "mlflow_auth" in (refused.value.hint or "")
+
+
+def test_the_mlflow_server_runs_the_basic_auth_app_only_with_auth() -> None:
+    with_auth = servers.mlflow_command("postgresql+psycopg2://db", "b", 5001, auth=True)
+    assert with_auth[-2:] == ["--app-name", "basic-auth"]
+    assert "--app-name" not in servers.mlflow_command("postgresql+psycopg2://db", "b", 5001, auth=False)
 
 
 def test_pid_file_records_forgets_and_ignores_recycled_pids(tmp_path: Path) -> None:
@@ -155,11 +220,12 @@ def stand_in(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     process.wait()
 
 
-def _fake_running(root: Path, names: list[str], stand_in: subprocess.Popen[bytes]) -> Stack:
+def _fake_running(root: Path, names: list[str], stand_in: subprocess.Popen[bytes], **state_fields: object) -> Stack:
     """A stack whose files say it runs, with the stand-in process as each component."""
     stack = Stack(root, StackSettings(s3_port=0, mlflow_port=0, prefect_port=0, start_timeout=1))
     root.mkdir(parents=True)
-    state = {"ports": {"s3": 1, "mlflow": 2, "prefect": 3}, "bucket": "b", "pools": ["cpu"], "sockets": "/x"}
+    state = {"ports": {"s3": 1, "mlflow": 2, "prefect": 3}, "bucket": "b", "pools": ["cpu"], "sockets": "/x",
+             **state_fields}
     stack.layout.state.write_text(json.dumps(state))
     objectstore.load_or_create_credentials(stack.layout.credentials)
     for name in names:
@@ -168,10 +234,39 @@ def _fake_running(root: Path, names: list[str], stand_in: subprocess.Popen[bytes
 
 
 def test_up_on_a_running_stack_only_returns_its_env(tmp_path: Path, stand_in: subprocess.Popen[bytes]) -> None:
-    stack = _fake_running(tmp_path / "stack", ["postgres", "s3", "mlflow", "prefect", "worker-cpu"], stand_in)
+    stack = _fake_running(tmp_path / "stack", ["postgres", "s3", "mlflow", "prefect", "worker-cpu"], stand_in,
+                          mlflow_auth=True)
+    login = mlflow_auth.load_or_create_login(stack.layout.mlflow_login)
     env = stack.up()
     assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:2" and env["ADAPTERFLOW_STORAGE"] == "s3://b/cache"
+    assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]) == (login.username, login.password)
     assert env == Stack(tmp_path / "stack").client_env() and stand_in.poll() is None
+    stack.layout.mlflow_login.unlink()
+    with pytest.raises(AdapterflowError, match="MLflow login .* is missing"):
+        stack.client_env()
+
+
+def test_cli_up_prints_the_mlflow_login_only_among_the_exports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stand_in: subprocess.Popen[bytes]
+) -> None:
+    monkeypatch.setenv("ADAPTERFLOW_HOME", str(tmp_path))
+    stack = _fake_running(tmp_path / "stack", ["postgres", "s3", "mlflow", "prefect", "worker-cpu"], stand_in,
+                          mlflow_auth=True)
+    login = mlflow_auth.load_or_create_login(stack.layout.mlflow_login)
+    result = CliRunner().invoke(stack_app, ["up"])
+    assert result.exit_code == 0, result.output
+    assert "export MLFLOW_TRACKING_USERNAME=admin\n" in result.stdout
+    assert f"export MLFLOW_TRACKING_PASSWORD={login.password}\n" in result.stdout  # token_urlsafe needs no quotes
+    assert "MLflow asks for a login: user admin" in result.stderr and login.password not in result.stderr
+
+
+def test_a_stack_started_without_mlflow_auth_exports_no_login(tmp_path: Path) -> None:
+    root = tmp_path / "stack"
+    root.mkdir()
+    state = {"ports": {"s3": 1, "mlflow": 2, "prefect": 3}, "bucket": "b", "pools": [], "sockets": "/x"}
+    (root / "stack.json").write_text(json.dumps(state))  # as written before MLflow had a login
+    objectstore.load_or_create_credentials(root / "credentials.json")
+    assert not set(MLFLOW_LOGIN_VARS) & set(Stack(root).client_env())
 
 
 def test_up_refuses_a_partly_running_stack(tmp_path: Path, stand_in: subprocess.Popen[bytes]) -> None:
@@ -194,8 +289,9 @@ def test_cli_exit_codes_without_servers(tmp_path: Path, monkeypatch: pytest.Monk
 
 @pytest.mark.servers
 def test_every_component_of_the_running_stack(cluster: dict, tmp_path: Path) -> None:
-    """Postgres, S3 with a real identity, MLflow proxying artifacts into the bucket, Prefect, two workers. The
-    `cluster` fixture starts the stack once per session and, when stopping it, asserts that no PID is left."""
+    """Postgres, S3 with a real identity, MLflow proxying artifacts into the bucket behind its basic-auth app,
+    Prefect, two workers. The `cluster` fixture starts the stack once per session and, when stopping it, asserts
+    that no PID is left."""
     import boto3
     import httpx
     import psycopg2
@@ -208,10 +304,10 @@ def test_every_component_of_the_running_stack(cluster: dict, tmp_path: Path) -> 
     connection = psycopg2.connect(host=sockets, dbname="postgres", user="postgres")
     with connection, connection.cursor() as cursor:
         cursor.execute("SELECT datname FROM pg_database")
-        assert {"mlflow", "prefect"} <= {row[0] for row in cursor.fetchall()}
+        assert {"mlflow", "mlflow_auth", "prefect"} <= {row[0] for row in cursor.fetchall()}
     connection.close()
 
-    def s3(secret: str):  # noqa: ANN202
+    def s3(secret: str):
         return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                             aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=secret)
 
@@ -220,7 +316,10 @@ def test_every_component_of_the_running_stack(cluster: dict, tmp_path: Path) -> 
     bucket = s3(env["AWS_SECRET_ACCESS_KEY"])
     assert "adapterflow" in [entry["Name"] for entry in bucket.list_buckets()["Buckets"]]
 
-    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])  # nothing but the tracking URI
+    for secret in ("mlflow-login.json", "mlflow-auth.ini"):
+        assert stat.S_IMODE((root / secret).stat().st_mode) == 0o600
+    assert env["MLFLOW_TRACKING_PASSWORD"] in (root / "mlflow-auth.ini").read_text()
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])  # the tracking URI and the login in the env
     run = client.create_run(client.create_experiment("stack-check"))
     artifact = tmp_path / "note.txt"
     artifact.write_text("hello bucket")
@@ -230,8 +329,12 @@ def test_every_component_of_the_running_stack(cluster: dict, tmp_path: Path) -> 
     assert any(key.endswith(f"{run.info.run_id}/artifacts/note.txt") for key in keys), keys
 
     assert httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=5).json() is True
+    workers = PidFile(root / "pids.json").read()
     for pool in ("cpu", "cuda"):
         assert servers.online_workers(env["PREFECT_API_URL"], pool) == 1
+        worker_env = psutil.Process(workers[f"worker-{pool}"].pid).environ()
+        assert {name: worker_env.get(name) for name in MLFLOW_LOGIN_VARS} == {
+            name: env[name] for name in MLFLOW_LOGIN_VARS}
     cuda = httpx.get(f"{env['PREFECT_API_URL']}/work_pools/cuda", timeout=5).json()
     assert cuda["type"] == "process" and cuda["concurrency_limit"] == 1
 
