@@ -9,7 +9,7 @@ planted personal data of every type. Per type, at the row level: precision (rows
 that hold it) and recall (rows holding it where it was found); "whole" is the share of planted values
 covered by one finding of their type from end to end (+1 415 555 0123 redacted as <PHONE>, not +1 <...>).
 The baseline is adapterflow/data/pii.py as it was at --baseline-ref, loaded from git with its own default
-min_score (0.4). Throughput: texts per second of `find` (best of 3) on these rows, on the demo's data and on
+min_score (0.4). Throughput: texts per second of `find` (best of 5) on these rows, on the demo's data and on
 benchmarks/data_stage.py's documents (no candidates: what most rows of a data set cost).
 """
 
@@ -112,9 +112,9 @@ def main() -> None:
     demo = demo_texts()
     documents = data_stage_documents(args.seed)
     flagged = {label: sum(bool(scanner.find(text)) for text in demo) for label, scanner in (("before", before), ("after", ours))}
-    rates = {"before": [0.0, 0.0, 0.0], "after": [0.0, 0.0, 0.0]}  # best of 3 rounds, alternating: the machine is shared
-    for _ in range(3):
-        for label, scanner in (("before", before), ("after", ours)):
+    rates = {"before": [0.0, 0.0, 0.0], "after": [0.0, 0.0, 0.0]}  # best of 5 rounds, alternating: the machine is shared
+    for round_ in range(5):
+        for label, scanner in (("before", before), ("after", ours))[:: 1 if round_ % 2 else -1]:
             for index, texts in enumerate(([row.text for row in rows], demo, documents)):
                 started = time.perf_counter()
                 for text in texts:
@@ -131,7 +131,7 @@ def main() -> None:
         o, n = old[kind], new[kind]
         print(f"{kind:<12} {n['rows']:>5.0f} | {o['precision']:>7.3f} {n['precision']:>7.3f} | {o['recall']:>7.3f} "
               f"{n['recall']:>7.3f} | {o['fp']:>7.0f} {n['fp']:>7.0f} | {o['whole']:>7.3f} {n['whole']:>7.3f}")
-    print("\ntexts/s of find (best of 3)      before     after")
+    print("\ntexts/s of find (best of 5)      before     after")
     for index, label in enumerate(("these rows", f"demo data ({len(demo):,} texts)", f"data_stage documents ({len(documents):,})")):
         print(f"{label:<30} {rates['before'][index]:>8,.0f} {rates['after'][index]:>9,.0f}")
     print(f"demo data ({len(demo):,} texts of configs/smollm2_lora_cpu.yaml) flagged: before {flagged['before']}, "
