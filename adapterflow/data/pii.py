@@ -5,12 +5,14 @@ run, no `@`); its presidio recognizers are called directly, without presidio's A
 NLP pipeline, so nothing is downloaded. Each candidate then gets a score and counts when the score reaches
 the type's threshold (`min_score`, per type `min_scores`):
 
-- its shape (`shape_score`): a validated email or IBAN 1.0; an IP address 0.6; a phone number written
+- its shape (`shape_score`): a validated email or IBAN 1.0; an IP address 0.6 (0 for an IPv6 address of
+  fewer than three groups, such as the slice 1::2); a phone number written
   internationally (+44 ..., 0044 ...) 0.8, grouped the way its region writes it ((415) 555-2671,
   020 7946 0958) 0.6, else (a bare digit run, a local number) 0.4; a Luhn-valid card number grouped in
   fours 0.8, bare 0.4; a US SSN or UK NHS number 0.4, so national IDs always need context;
 - plus presidio's context factor 0.35 when one of the type's context words (presidio's `recognizer.context`,
-  compared by lemma) stands among the words before it, as presidio's LemmaContextAwareEnhancer does;
+  compared by lemma) stands among the words before it (in a table: its column header), as presidio's
+  LemmaContextAwareEnhancer does;
 - zero for numbers that plainly are not personal data (adapterflow/data/pii_context.py): inside code,
   doctests, printed arrays, slices or tuples (blanked out before the numeric recognizers run); part of a
   longer number, date, time or identifier; or named by the word before it as an order, invoice, ticket,
