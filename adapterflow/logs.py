@@ -1,4 +1,4 @@
-"""Console hygiene: keep the run's own progress readable and never show a traceback for a user error."""
+"""Console hygiene: keep the run's own progress readable, never show a traceback for a user error, never a secret."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import warnings
 
 from adapterflow.errors import AdapterflowError
+from adapterflow.secrets import scrub_secrets
 
 NOISY_LOGGERS = {
     "bitsandbytes": logging.ERROR,  # "Failed to load CPU gemm_4bit_forward": harmless, it falls back to its own kernels
@@ -25,6 +26,28 @@ class HideUserErrorTracebacks(logging.Filter):
         if record.exc_info and isinstance(record.exc_info[1], AdapterflowError):
             record.exc_info = None
             record.exc_text = None
+        return True
+
+
+class ScrubSecrets(logging.Filter):
+    """Replace secrets (adapterflow/secrets.py) in a record's message and traceback before any handler writes it.
+
+    The record itself is changed, so every handler after this one (console, Prefect's API, files) gets the
+    scrubbed text too.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # arguments that don't fit the message: the handler reports the broken record itself
+        scrubbed = scrub_secrets(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub_secrets(record.exc_text)
         return True
 
 
@@ -53,10 +76,17 @@ def cap_logger_levels(prefix: str, level: int) -> None:
                 logger.setLevel(level)
 
 
-def hide_user_error_tracebacks() -> None:
-    """Install the filter on every handler that exists now (Prefect's console handler among them)."""
-    error_filter = HideUserErrorTracebacks()
+def install_on_handlers(log_filter: logging.Filter) -> None:
+    """Add the filter to every handler that exists now (Prefect's console and API handlers among them)."""
     for logger in [logging.getLogger(), *[logging.getLogger(name) for name in logging.root.manager.loggerDict]]:
         for handler in getattr(logger, "handlers", []):
-            if error_filter not in handler.filters:
-                handler.addFilter(error_filter)
+            if not any(isinstance(existing, type(log_filter)) for existing in handler.filters):
+                handler.addFilter(log_filter)
+
+
+def hide_user_error_tracebacks() -> None:
+    install_on_handlers(HideUserErrorTracebacks())
+
+
+def scrub_secrets_from_logs() -> None:
+    install_on_handlers(ScrubSecrets())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from schemas.data import PiiConfig
+
 
 class StageRecord(BaseModel):
     """What every stage reports: how long it took and whether its output came from the cache."""
@@ -23,6 +25,9 @@ class RunContext(BaseModel):
     experiment: str
     config_sha256: str
     storage: str = Field(description="root of the content-addressed store: a folder or s3://bucket/prefix")
+    pii: PiiConfig | None = Field(
+        None, description="the run's data.pii settings: what the run logs is redacted the same way (None: secrets only)"
+    )
 
 
 class BaseModelRef(StageRecord):

@@ -1,7 +1,8 @@
 """MLflow names and the thin layer every stage uses to log into the pipeline's one run.
 
 Stages log through the client with an explicit run id: tasks may run in other threads or on other
-machines, where MLflow's thread-local "active run" does not exist.
+machines, where MLflow's thread-local "active run" does not exist. Every param, tag, text, table and
+artifact passes the tracker's Redactor (adapterflow/redaction.py) on its way.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import pandas as pd
@@ -20,10 +21,15 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
 import adapterflow
 from adapterflow.home import Home, uses_embedded_mlflow
+from adapterflow.redaction import Redactor
+
+if TYPE_CHECKING:
+    from adapterflow.records import RunContext
+    from schemas.data import PiiConfig
 
 TAG_BASE_MODEL = "adapterflow.base_model"
 TAG_BASE_MODEL_SHA = "adapterflow.base_model_sha256"
@@ -35,6 +41,7 @@ TAG_FLOW_RUN = "prefect.flow_run_id"
 TAG_RUN_NAME = "adapterflow.run_name"
 TAG_RUN_KIND = "adapterflow.kind"  # finetune | data-check
 TAG_WARM_START = "adapterflow.warm_start_from"  # models:/NAME/VERSION a warm-started training continued
+TAG_FAILURE = "adapterflow.failure"  # why a failed run failed (the error's message, redacted)
 
 ALIAS_CHALLENGER = "challenger"
 ALIAS_CHAMPION = "champion"
@@ -84,11 +91,18 @@ def ensure_experiment(client: MlflowClient, name: str, home: Home) -> str:
 
 
 class RunTracker:
-    """Logs into one existing MLflow run by id."""
+    """Logs into one existing MLflow run by id; secrets, and personal data when `pii` is given, are redacted
+    from everything but metrics before it is logged (keys are our own names and stay as they are)."""
 
-    def __init__(self, run_id: str, client: MlflowClient | None = None) -> None:
+    def __init__(self, run_id: str, client: MlflowClient | None = None, pii: PiiConfig | None = None) -> None:
         self.run_id = run_id
         self.client = client or MlflowClient()
+        self.redactor = Redactor(pii)
+
+    @classmethod
+    def for_run(cls, run: RunContext, client: MlflowClient | None = None) -> RunTracker:
+        """A tracker that redacts personal data the way the run's `data.pii` settings redact training rows."""
+        return cls(run.mlflow_run_id, client, run.pii)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         timestamp = mlflow.utils.time.get_current_time_millis()
@@ -97,35 +111,42 @@ class RunTracker:
             self.client.log_batch(self.run_id, metrics=entities[start : start + METRIC_BATCH], synchronous=True)
 
     def log_params(self, params: Mapping[str, str]) -> None:
-        entities = [Param(key, value) for key, value in params.items()]
+        # redacted before cut to MLflow's limit: a cut would leave half a secret that no longer matches
+        entities = [Param(key, self.redactor.text(str(value))[:MAX_PARAM_VAL_LENGTH]) for key, value in params.items()]
         for start in range(0, len(entities), 100):  # MLflow caps params per batch at 100
             self.client.log_batch(self.run_id, params=entities[start : start + 100], synchronous=True)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
+        self.client.log_batch(self.run_id, tags=[RunTag(key, self.redactor.text(str(value))[:MAX_TAG_VAL_LENGTH])
+                                                 for key, value in tags.items()])
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Log a redacted copy of a file or folder (the run folder keeps the original)."""
         path = Path(path)
-        if path.is_dir():
-            self.client.log_artifacts(self.run_id, str(path), artifact_path)
-        else:
-            self.client.log_artifact(self.run_id, str(path), artifact_path)
+        with tempfile.TemporaryDirectory(prefix="adapterflow-redacted-") as staging:
+            if path.is_dir():
+                self.redactor.tree(path, Path(staging))
+                self.client.log_artifacts(self.run_id, staging, artifact_path)
+            else:
+                copy = Path(staging) / path.name
+                self.redactor.file(path, copy)
+                self.client.log_artifact(self.run_id, str(copy), artifact_path)
 
     def log_dict(self, data: Any, artifact_file: str) -> None:
-        self.client.log_dict(self.run_id, data, artifact_file)
+        self.client.log_dict(self.run_id, self.redactor.value(data), artifact_file)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        self.client.log_text(self.run_id, self.redactor.text(text), artifact_file)
 
     def log_table(self, frame: pd.DataFrame, artifact_file: str) -> None:
-        self.client.log_table(self.run_id, data=frame, artifact_file=artifact_file)
+        self.client.log_table(self.run_id, data=self.redactor.frame(frame), artifact_file=artifact_file)
 
     def log_dataset(self, uri: str, name: str, context: str, digest: str) -> None:
         """Record a dataset as a run input (the UI's Datasets column) by reference: no rows are loaded."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "can be interpreted in multiple ways": the local reading is meant
-            source = resolve_dataset_source(uri)
-        dataset = MetaDataset(source, name=name, digest=digest[:36])
+            source = resolve_dataset_source(self.redactor.text(uri))
+        dataset = MetaDataset(source, name=self.redactor.text(name), digest=digest[:36])
         entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
         self.client.log_inputs(self.run_id, datasets=[entity])
 

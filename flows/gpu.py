@@ -14,7 +14,7 @@ from prefect import flow
 from pydantic import BaseModel
 
 from adapterflow.home import configure_environment
-from adapterflow.logs import quiet_third_party
+from adapterflow.logs import quiet_third_party, scrub_secrets_from_logs
 from adapterflow.models.base import base_model_here
 from adapterflow.records import BaseModelRef, EvalResult, RunContext, SplitResult, TokenizedData, TrainResult
 from adapterflow.remote import run_on_pool
@@ -39,6 +39,7 @@ def train_on_worker(tokenized: TokenizedData, base: BaseModelRef, config: dict[s
     """Train (or reuse) the adapter on this worker; the record goes to the store, its name is returned."""
     configure_environment()
     quiet_third_party()  # also where no CLI ran first: a worker's flow run
+    scrub_secrets_from_logs()  # the worker's own handlers: secrets never reach a log line
     pipeline = config_here(config)
     record = train(tokenized, base_model_here(base, pipeline.base_model), pipeline, run)
     return run_storage(run).put_json(record_name(run, "train"), record.model_dump(mode="json"))
@@ -52,6 +53,7 @@ def evaluate_on_worker(
     """Evaluate base, candidate and champion on this worker; the record goes to the store."""
     configure_environment()
     quiet_third_party()  # also where no CLI ran first: a worker's flow run
+    scrub_secrets_from_logs()  # the worker's own handlers: secrets never reach a log line
     pipeline = config_here(config)
     record = evaluate(trained, tokenized, split, base_model_here(base, pipeline.base_model), pipeline, run)
     return run_storage(run).put_json(record_name(run, "evaluate"), record.model_dump(mode="json"))

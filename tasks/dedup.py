@@ -110,7 +110,7 @@ def describe_clusters(clusters: list[dict], scan: TableScan, path: str) -> list[
 def dedup(cleaned: FilterResult, config: DedupConfig, workers: int, run: RunContext) -> DedupResult:
     """Remove exact and near duplicates and log how many there were."""
     result = dedup_rows(cleaned, config, Path(run.run_dir) / "data" / "dedup.parquet", workers)
-    tracker = RunTracker(run.mlflow_run_id)
+    tracker = RunTracker.for_run(run)  # the clusters quote rows: with data.pii.action report they hold personal data
     tracker.log_metrics({
         "data/duplicates_exact": result.dropped.get("dedup.exact", 0),
         "data/duplicates_near": result.dropped.get("dedup.near", 0),

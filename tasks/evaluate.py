@@ -165,7 +165,7 @@ def evaluate(
     eval_table = split.eval.model_copy(update={"path": str(storage.fetch(split.uri) / "eval.parquet")})
     adapter_dir = storage.fetch(trained.uri) / "adapter"
     results = evaluate_contenders(contenders(base, adapter_dir, champion), tokenized, eval_table, config, storage)
-    tracker = RunTracker(run.mlflow_run_id)
+    tracker = RunTracker.for_run(run)  # the samples quote eval rows and what the models made of them
     tracker.log_metrics({eval_metric(name, metric): value for name, result in results.items()
                          for metric, value in result["metrics"].items()})
     samples_path = None

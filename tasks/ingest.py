@@ -119,9 +119,10 @@ def quarantine_examples(path: Path, count: int = 3) -> list[str]:
 
 @stage("ingest", retries=2)
 def ingest(data: DataConfig, run: RunContext) -> IngestResult:
-    """Read the configured sources into a canonical table and log the counts and the quarantine file."""
+    """Read the configured sources into a canonical table and log the counts and the quarantine file (the
+    MLflow copy redacted like the training rows: a malformed row never passed the redact stage)."""
     result = ingest_sources(data.sources, Home(Path(run.home)), Path(run.run_dir) / "data")
-    tracker = RunTracker(run.mlflow_run_id)
+    tracker = RunTracker.for_run(run)
     tracker.log_metrics({"data/input_rows": result.input_rows, "data/quarantined": result.quarantined})
     tracker.log_artifact(result.quarantine_path, "data")
     stage_logger().info(

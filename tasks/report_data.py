@@ -24,12 +24,14 @@ def report_data(
     run: RunContext,
 ) -> dict[str, Any]:
     """Write data/report.json and data/lengths.png (the max_length in effect marked) into the run folder and the
-    MLflow run."""
+    MLflow run. The report quotes rows (duplicate clusters, leaked eval rows): it is redacted when written, so
+    the run summary and the console show the redacted report too."""
     out_dir = Path(run.run_dir) / "data"
     report, plot = build_report(ingested, cleaned, redacted, deduped, validated, splits, tokenized,
                                 run_storage(run).fetch(tokenized.uri), token_checks, out_dir)
+    tracker = RunTracker.for_run(run)
+    report = tracker.redactor.value(report)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
-    tracker = RunTracker(run.mlflow_run_id)
     tracker.log_artifact(out_dir / "report.json", "data")
     tracker.log_artifact(plot, "data")
     counts = report["counts"]

@@ -18,14 +18,16 @@ from prefect.runtime import flow_run
 
 from adapterflow.hashing import sha256_json
 from adapterflow.home import Home
+from adapterflow.logs import scrub_secrets_from_logs
 from adapterflow.records import RunContext
 from adapterflow.retrain import TAG_SKIPPED
 from adapterflow.stage import stage_logger
 from adapterflow.storage import Storage
 from adapterflow.tracking import (
-    TAG_CODE_VERSION, TAG_CONFIG_SHA, TAG_FLOW_RUN, TAG_RUN_KIND, TAG_RUN_NAME, RunTracker, code_version, ensure_experiment,
-    flatten_params,
+    TAG_CODE_VERSION, TAG_CONFIG_SHA, TAG_FAILURE, TAG_FLOW_RUN, TAG_RUN_KIND, TAG_RUN_NAME, RunTracker, code_version,
+    ensure_experiment, flatten_params,
 )
+from schemas.data import PiiConfig
 from schemas.pipeline import PipelineConfig
 
 
@@ -36,7 +38,7 @@ def new_run_name() -> str:
 def open_run(
     config: PipelineConfig, home: Home, flow_run_id: str, kind: str = "finetune", client: MlflowClient | None = None
 ) -> RunContext:
-    """Create the run folder and the MLflow run; log the resolved config as params and as a YAML artifact."""
+    """Create the run folder and the MLflow run; log the resolved config, redacted, as params and as a YAML artifact."""
     client = client or MlflowClient()
     resolved = config.model_dump(mode="json")
     config_sha = sha256_json(resolved)
@@ -45,26 +47,32 @@ def open_run(
     experiment_id = ensure_experiment(client, config.name, home)
     tags = {TAG_CONFIG_SHA: config_sha, TAG_CODE_VERSION: code_version(), TAG_FLOW_RUN: flow_run_id, TAG_RUN_NAME: run_name,
             TAG_RUN_KIND: kind}
-    mlflow_run = client.create_run(experiment_id, run_name=run_name, tags=tags)
-    tracker = RunTracker(mlflow_run.info.run_id, client)
-    tracker.log_params(flatten_params(resolved))
+    mlflow_run = client.create_run(experiment_id, run_name=run_name, tags=tags)  # hashes, ids and names of ours
+    tracker = RunTracker(mlflow_run.info.run_id, client, config.data.pii)
+    tracker.log_params(flatten_params(tracker.redactor.value(resolved)))  # redacted before flattening cuts values
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     tracker.log_artifact(run_dir / "config.yaml", "config")
     return RunContext(
         run_name=run_name, run_dir=str(run_dir), home=str(home.root), mlflow_run_id=mlflow_run.info.run_id,
         experiment=config.name, config_sha256=config_sha, storage=Storage.resolve(config.execution.storage, home).root,
+        pii=config.data.pii,
     )
 
 
 @task(name="start_tracking", retries=3, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def start_tracking(config: PipelineConfig, kind: str = "finetune") -> RunContext:
+    scrub_secrets_from_logs()  # the flow's handlers exist by now: secrets never reach a log line
     run = open_run(config, Home.from_env(), str(flow_run.id or ""), kind)
     stage_logger().info("MLflow run %s in experiment %r, working folder %s", run.mlflow_run_id, run.experiment, run.run_dir)
     return run
 
 
 def close_run(run: RunContext, summary: dict[str, Any]) -> None:
-    """Store the summary in the run folder and the MLflow run, and mark the run finished."""
+    """Store the summary in the run folder and the MLflow run, and mark the run finished.
+
+    The summary holds counts, ids and reasons (a data check's report was redacted when written): only secrets
+    are scrubbed, so a no-op run never pays for building the PII scanner.
+    """
     tracker = RunTracker(run.mlflow_run_id)
     tracker.log_dict(summary, "summary.json")
     tracker.client.set_terminated(run.mlflow_run_id, RunStatus.to_string(RunStatus.FINISHED))
@@ -91,8 +99,14 @@ def finish_unchanged(run: RunContext, summary: dict[str, Any]) -> dict[str, Any]
     return summary
 
 
+def flow_run_pii(record: Any) -> PiiConfig | None:
+    """The data.pii settings in a flow run's config parameter (a JSON dict in Prefect's records), if it has one."""
+    pii = (((record.parameters or {}).get("config") or {}).get("data") or {}).get("pii")
+    return PiiConfig.model_validate(pii) if isinstance(pii, dict) else None
+
+
 def mark_run_failed(flow: Any, failed_run: Any, state: Any) -> None:
-    """Flow hook: the MLflow run of a failed or crashed flow run ends as FAILED, with the reason as a tag."""
+    """Flow hook: the MLflow run of a failed or crashed flow run ends as FAILED, with the reason (redacted) as a tag."""
     client = MlflowClient()
     runs = client.search_runs(
         experiment_ids=[e.experiment_id for e in client.search_experiments()],
@@ -100,5 +114,5 @@ def mark_run_failed(flow: Any, failed_run: Any, state: Any) -> None:
         max_results=1,
     )
     for run in runs:
-        client.set_tag(run.info.run_id, "adapterflow.failure", (state.message or "failed")[:5000])
+        RunTracker(run.info.run_id, client, flow_run_pii(failed_run)).set_tags({TAG_FAILURE: state.message or "failed"})
         client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))

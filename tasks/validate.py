@@ -192,7 +192,7 @@ def gate_hint(result: ValidationResult) -> str:
 def validate(rows: FilterResult, config: ValidationConfig, formats: dict[str, str], run: RunContext) -> ValidationResult:
     """Gate the data: log the report and Data Docs, then stop the run if any expectation failed."""
     result = validate_rows(rows, config, formats, Path(run.run_dir) / "validation")
-    tracker = RunTracker(run.mlflow_run_id)
+    tracker = RunTracker.for_run(run)  # the JSON result quotes failing values: redacted like the rows
     tracker.log_artifact(result.report_path, "validation")
     if result.docs_path:
         tracker.log_artifact(result.docs_path, "validation/data_docs")
