@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import re
-
 from pydantic import Field, ValidationInfo, field_validator
 
+from adapterflow.secrets import looks_secret
 from schemas.base import StrictModel, resolve_config_path
-
-
-SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|CREDENTIAL|_KEY", re.IGNORECASE)
 
 
 class PoolsConfig(StrictModel):
@@ -60,7 +56,7 @@ class ExecutionConfig(StrictModel):
     def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
         # a config is logged as MLflow params and stored in deployments: secrets belong to the worker's environment
         env = value.get("env") or {}
-        secret = sorted(name for name in env if SECRET_NAME.search(str(name)))
+        secret = sorted(name for name in env if looks_secret(str(name)))
         if secret:
             raise ValueError(f"env {', '.join(secret)} looks secret: a config is logged to MLflow and stored in the "
                              "deployment; set it in the GPU worker's environment (flow runs inherit it) or in the "

@@ -20,7 +20,7 @@ import pandas as pd
 from adapterflow.data.tables import iter_rows
 from adapterflow.devices import select_device, select_precision
 from adapterflow.evaluation import classification_metrics, generate_answers, response_perplexity
-from adapterflow.hashing import cache_key
+from adapterflow.hashing import cache_key, code_key
 from adapterflow.methods.artifacts import adapter_identity, load_trained, read_manifest
 from adapterflow.methods.build import ModelSpec, load_base
 from adapterflow.models.base import load_tokenizer
@@ -35,7 +35,6 @@ from adapterflow.tracking import RunTracker, eval_metric
 from adapterflow.training.data import TokenDataset
 from schemas.pipeline import PipelineConfig
 
-EVAL_VERSION = 3
 RESULT_FILE = "result.json"
 SAMPLES_ARTIFACT = "eval/samples.json"  # in the MLflow run: evaluation may run on another machine
 
@@ -99,8 +98,8 @@ def evaluate_contenders(
     dataset = TokenDataset(storage.fetch(tokenized.uri) / "eval.parquet")
     results: dict[str, dict] = {}
     for contender in models:
-        key = cache_key("eval", EVAL_VERSION, contender.identity, tokenized.key, conversations,
-                        settings.max_new_tokens, settings.sample_generations, precision, device.type)
+        key = cache_key("eval", code_key(__name__), contender.identity, tokenized.key, conversations,
+                        settings.model_dump(), config.base_model.dtype, precision, device.type)
         if not config.execution.cache:  # a fresh result under a key of its own: stored folders are never replaced
             key = f"{key}-{uuid.uuid4().hex[:8]}"
         cached = storage.lookup("evaluations", key, RESULT_FILE) if config.execution.cache else None

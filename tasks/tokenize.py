@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from adapterflow.data.tables import iter_batches
-from adapterflow.hashing import cache_key
+from adapterflow.hashing import cache_key, code_key
 from adapterflow.lengths import (
     LengthChoice,
     choose_max_length,
@@ -36,7 +36,6 @@ from adapterflow.tokenization import ChatTokenizer, TokenizedBatch, apply_templa
 from adapterflow.tracking import RunTracker
 from schemas.tokenize import TokenizeConfig
 
-TOKENIZE_VERSION = 6  # bump when the output of tokenization changes for the same inputs
 STATS_FILE = "stats.json"  # written last: its presence marks a complete folder
 BATCH_ROWS = 16384  # large batches keep every core of the Rust tokenizer busy
 TOKENS_SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32()))])
@@ -50,9 +49,9 @@ EXAMPLES_SCHEMA = pa.schema([
 
 def tokenized_key(split: SplitResult, tokenizer_hash: str, config: TokenizeConfig, context: int | None) -> str:
     # The chat template is part of the tokenizer hash (the one in effect, whoever set it); the model's
-    # context can cap what max_length auto chooses.
+    # context can cap what max_length auto chooses; code_key covers the code and library versions.
     settings = config.model_dump(exclude={"chat_template"})
-    return cache_key("tokenized", TOKENIZE_VERSION, split.fingerprint, tokenizer_hash, settings, context)
+    return cache_key("tokenized", code_key(__name__), split.fingerprint, tokenizer_hash, settings, context)
 
 
 TaskTokenizer = ChatTokenizer | TextTokenizer | ClassificationTokenizer

@@ -8,7 +8,7 @@ import uuid
 
 from adapterflow.devices import select_device, select_precision
 from adapterflow.errors import AdapterflowError
-from adapterflow.hashing import cache_key
+from adapterflow.hashing import cache_key, code_key
 from adapterflow.methods.artifacts import adapter_identity
 from adapterflow.records import BaseModelRef, RunContext, TokenizedData, TrainResult
 from adapterflow.stage import stage, stage_logger
@@ -18,7 +18,6 @@ from adapterflow.tracking import TAG_METHOD, TAG_WARM_START, RunTracker
 from adapterflow.training.trainer import train_adapter
 from schemas.pipeline import PipelineConfig
 
-TRAIN_VERSION = 2  # bump when training code changes what the same inputs produce
 METRICS_FILE = "metrics.json"  # written last: its presence marks a complete adapter folder
 
 
@@ -26,10 +25,10 @@ def adapter_key(
     tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, precision: str, device: str,
     start: str | None = None,
 ) -> str:
-    """Everything that decides the trained weights: data, base weights, method, training, numerics, and the
-    identity of the adapter a warm start continues from."""
+    """Everything that decides the trained weights: data, base weights and their dtype, method, training,
+    numerics, the identity of the adapter a warm start continues from, and the code and libraries that train."""
     return cache_key(
-        "adapter", TRAIN_VERSION, tokenized.key, base.sha256, config.method.model_dump(),
+        "adapter", code_key(__name__), tokenized.key, base.sha256, config.base_model.dtype, config.method.model_dump(),
         config.training.model_dump(), config.tokenize.chat_template, precision, device, start,
     )
 
