@@ -9,12 +9,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from prefect import Task, get_run_logger, task
-from prefect.exceptions import MissingContextError
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
+from prefect.exceptions import MissingContextError
 from prefect.states import State
+from prefect.tasks import exponential_backoff
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.faults import classify_failure
 from adapterflow.records import StageRecord
 
 RecordT = TypeVar("RecordT", bound=StageRecord)
@@ -29,13 +30,14 @@ def stage_logger() -> logging.Logger | logging.LoggerAdapter:
 
 
 def is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
-    """Retry I/O and service hiccups; a problem in the user's config or data won't fix itself."""
+    """Retry network and service failures only (see adapterflow.faults); say why a failure is not retried."""
     try:
         state.result(raise_on_failure=True)
-    except AdapterflowError:
-        return False
-    except Exception:  # noqa: BLE001 - anything else may be transient (network, locked files, OOM-killed worker)
-        return True
+    except Exception as error:  # noqa: BLE001 - classified below
+        verdict = classify_failure(error)
+        stage_logger().warning("%s failed, %s: %s", task.name, "retrying" if verdict.transient else "not retrying",
+                               verdict.reason)
+        return verdict.transient
     return False
 
 
@@ -56,7 +58,10 @@ def stage(name: str, retries: int = 0, retry_delay_seconds: float = 10, **task_o
             name=name,
             cache_policy=NO_CACHE,
             retries=retries,
-            retry_delay_seconds=retry_delay_seconds,
+            # delay, 2x delay, 4x delay, ..., each spread by up to +-50% so that runs hit by one outage
+            # don't all come back at the same second
+            retry_delay_seconds=exponential_backoff(backoff_factor=retry_delay_seconds)(retries) if retries else 0,
+            retry_jitter_factor=0.5 if retries else None,
             retry_condition_fn=is_transient if retries else None,
             **task_options,
         )(timed)
