@@ -60,7 +60,7 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
         yield
 
 
-def select_attention(preference: str, device: torch.device) -> str:
+def select_attention(preference: str, device: torch.device, row_length: int = 0) -> str:
     """The attention kernel: on CPU, eager beats SDPA's unfused path for packed (masked) rows by ~20%."""
     if preference != "auto":
         return preference

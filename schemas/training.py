@@ -50,6 +50,11 @@ class TrainingConfig(StrictModel):
         "auto", description="auto: bf16 on CUDA and on CPUs with bf16 support, fp16 on older GPUs, fp32 otherwise"
     )
     gradient_checkpointing: bool = Field(False, description="trade compute for activation memory")
+    fit_memory: bool = Field(
+        True, description="when the memory estimate says the configured micro-batch won't fit, train with what "
+        "does: sdpa attention, then smaller micro-batches with more accumulation steps (the same effective "
+        "batch), then gradient checkpointing; false: stop instead (single-process runs; several processes stop)"
+    )
     packing: bool = Field(
         True, description="pack examples into shared rows without cross-attention (no padding); off, and for "
         "prompt-learning methods and classification where packing doesn't apply: batches grouped by length"

@@ -16,7 +16,8 @@ from adapterflow.devices import select_attention
 from adapterflow.errors import AdapterflowError
 from adapterflow.methods.artifacts import save_trained, warm_start_from
 from adapterflow.methods.build import build_trainable, logical_numel, spec_for
-from adapterflow.methods.memory import MemoryEstimate, available_memory, check_fits, estimate_memory
+from adapterflow.methods.memory import CPU_HEAP_RETENTION, MemoryEstimate, available_memory, estimate_memory
+from adapterflow.methods.memory_plan import SCORE_KEEPING_KERNELS, MemoryPlan, MemorySettings, plan_memory
 from adapterflow.models.base import load_tokenizer
 from adapterflow.records import BaseModelRef
 from adapterflow.stage import stage_logger
@@ -232,16 +233,15 @@ def train_adapter(
     dataset = TokenDataset(tokenized_dir / "train.parquet")
     steps = total_steps(config, len(dataset))
     spec = spec_for(method, task, list(label_names or []), tokenizer.pad_token_id, precision, max_length, base_dtype)
-    attention = select_attention(config.attention, device)
+    packed = packs(method, task, config)
+    row_tokens = PACK_ROWS_OF * max_length if packed else max_length
+    attention = select_attention(config.attention, device, row_tokens)
     model = build_trainable(method, base.path, spec, device, total_steps=steps, attention=attention,
                             gradient_checkpointing=config.gradient_checkpointing)
     if init_from is not None:
         warm_start_from(model, method, init_from)
-    if config.gradient_checkpointing and method.family == "peft":
-        model.enable_input_require_grads()
-    packed = packs(method, task, config)
-    memory = preflight(model, method, config, precision, device, max_length,
-                       PACK_ROWS_OF * max_length if packed else max_length, attention, tracker)
+    plan = preflight(model, method, config, precision, device, max_length, row_tokens, attention, tracker)
+    memory, fitted = plan.estimate, apply_plan(model, method, config, plan.settings)
     collator = collator_for(method, task, config, tokenizer.pad_token_id, max_length)
     flops_per_token = 6.0 * sum(logical_numel(parameter) for parameter in model.parameters())
     parameters = count_parameters(model)  # before FSDP shards the parameters
@@ -253,7 +253,7 @@ def train_adapter(
     learning_rate = config.learning_rate or method.default_learning_rate
     trainer = AdapterflowTrainer(
         model=model,
-        args=training_arguments(config, precision, device, output_dir / "checkpoints", learning_rate, packed),
+        args=training_arguments(fitted, precision, device, output_dir / "checkpoints", learning_rate, packed),
         train_dataset=dataset,
         data_collator=collator,
         # ProgressDisplay after metrics_callback: it shows the tokens/s that one has just measured
@@ -279,31 +279,63 @@ def train_adapter(
         save_trained(saved, tokenizer, method, spec, adapter_dir)
     metrics = {"train/final_loss": float(result.training_loss), "train/steps": float(result.global_step),
                "train/packing": float(packed), "train/learning_rate_peak": learning_rate}
-    metrics |= metrics_callback.summary() | parameters | memory.as_metrics()
+    metrics |= metrics_callback.summary() | parameters | memory.as_metrics() | plan.as_metrics()
     return TrainingOutcome(output_dir=adapter_dir, metrics=metrics, history=metrics_callback.history, memory=memory,
                            model=model)
 
 
 def preflight(
     model: torch.nn.Module, method: MethodVariant, config: TrainingConfig, precision: str, device: torch.device,
-    max_length: int, row_tokens: int, attention: str | None, tracker: RunTracker | None,
-) -> MemoryEstimate:
-    """Estimate the memory training needs, say it, log it, and stop now if it can't fit."""
-    estimate = estimate_memory(
-        model, tokens_per_micro_batch=config.batch_size * max_length, sequence_length=row_tokens, precision=precision,
-        gradient_checkpointing=config.gradient_checkpointing, optimizer=config.optimizer,
-        full_backward=method.family != "full" or method.type == "full",
-        # sdpa and flash attention don't keep the score matrices (on CPU the default is eager, which does)
-        attention_scores=(attention or "eager") == "eager",
-    )
+    max_length: int, row_tokens: int, attention: str, tracker: RunTracker | None,
+) -> MemoryPlan:
+    """Estimate the memory training needs and choose settings that fit (training.fit_memory); say and log
+    both, and stop now if nothing fits."""
+
+    def estimate(settings: MemorySettings) -> MemoryEstimate:
+        return estimate_memory(
+            model, tokens_per_micro_batch=settings.batch_size * max_length, sequence_length=row_tokens,
+            precision=precision, gradient_checkpointing=settings.gradient_checkpointing, optimizer=config.optimizer,
+            full_backward=method.family != "full" or method.type == "full",
+            attention_scores=settings.attention in SCORE_KEEPING_KERNELS,
+            heap_retention=CPU_HEAP_RETENTION if device.type == "cpu" else 0.0,
+        )
+
+    configured = MemorySettings(config.batch_size, config.gradient_accumulation_steps, attention,
+                                config.gradient_checkpointing)
+    configured_estimate = estimate(configured)
     if main_process():
-        stage_logger().info("%s on %s: %s", method.type, device.type, estimate.describe())
+        stage_logger().info("%s on %s: %s", method.type, device.type, configured_estimate.describe())
     if tracker is not None:
-        tracker.log_metrics(estimate.as_metrics())
+        tracker.log_metrics(configured_estimate.as_metrics())
     free = available_memory(device)
-    # the model is loaded already: its weights are in the estimate and no longer in the free memory
-    check_fits(estimate, None if free is None else free + estimate.weights, method.type, device)
-    return estimate
+    plan = plan_memory(
+        estimate, configured,
+        # the model is loaded already: its weights are in the estimate and no longer in the free memory
+        None if free is None else free + configured_estimate.weights,
+        # several processes must agree on batch shapes, but each would measure its own free memory
+        fit=config.fit_memory and config.distributed.num_processes == 1,
+        fused_attention="sdpa" if getattr(model, "_supports_sdpa", False) else None,
+        method=method.type, device=device.type,
+    )
+    if plan.changed and main_process():
+        stage_logger().info("memory: %s", "; ".join(plan.reasons))
+    if tracker is not None:  # memory/estimate_* end at the estimate of the settings training runs with
+        tracker.log_metrics((plan.estimate.as_metrics() if plan.changed else {}) | plan.as_metrics())
+        tracker.set_tags(plan.as_tags())
+    return plan
+
+
+def apply_plan(
+    model: torch.nn.Module, method: MethodVariant, config: TrainingConfig, settings: MemorySettings,
+) -> TrainingConfig:
+    """Switch the model to the planned attention kernel and checkpointing; the training config to train with."""
+    if model.config._attn_implementation != settings.attention:
+        model.set_attn_implementation(settings.attention)
+    if settings.gradient_checkpointing and method.family == "peft":
+        model.enable_input_require_grads()  # checkpointed layers need an input that requires grad to backpropagate
+    return config.model_copy(update={"batch_size": settings.batch_size,
+                                     "gradient_accumulation_steps": settings.gradient_accumulation_steps,
+                                     "gradient_checkpointing": settings.gradient_checkpointing})
 
 
 def check_launch(config: TrainingConfig) -> None:
