@@ -70,3 +70,7 @@ class DataError(AdapterflowError):
 
 class ValidationGateFailed(AdapterflowError):
     """The data validation suite failed: the run stops before any training."""
+
+
+class NumericalFault(AdapterflowError):
+    """Training produced a NaN or Inf loss or gradient: nothing trained from here on can be trusted."""

@@ -44,9 +44,11 @@ def classify_failure(error: BaseException) -> FaultVerdict:
 
 
 def _classify_one(error: BaseException) -> FaultVerdict | None:
-    from adapterflow.errors import AdapterflowError
+    from adapterflow.errors import AdapterflowError, NumericalFault
 
     name = type(error).__name__
+    if isinstance(error, NumericalFault):
+        return FaultVerdict(False, "a numerical fault (NaN or Inf): the same inputs give the same fault")
     if isinstance(error, AdapterflowError):
         return FaultVerdict(False, "a problem with the config, the data or the setup: fix it and run again")
     if isinstance(error, MemoryError) or "OutOfMemoryError" in name or "out of memory" in str(error).lower():

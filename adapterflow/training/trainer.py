@@ -13,7 +13,7 @@ import torch
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from adapterflow.devices import select_attention
-from adapterflow.errors import AdapterflowError
+from adapterflow.errors import AdapterflowError, NumericalFault
 from adapterflow.methods.artifacts import save_trained, warm_start_from
 from adapterflow.methods.build import build_trainable, logical_numel, spec_for
 from adapterflow.methods.memory import CPU_HEAP_RETENTION, MemoryEstimate, available_memory, estimate_memory
@@ -64,6 +64,18 @@ class AdapterflowTrainer(Trainer):
             loss = loss * self.args.world_size
         return (loss, None) if return_outputs else loss
 
+    def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001 - Trainer API
+        """The Trainer's step (forward and backward), stopped at once when its loss or a gradient is not finite:
+        every later step would only spread the fault into the weights."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        gradients = [parameter.grad for parameter in model.parameters() if parameter.grad is not None]
+        finite = torch.isfinite(loss).all()
+        if gradients:
+            finite = finite & torch.stack([torch.isfinite(gradient).all() for gradient in gradients]).all()
+        if not bool(finite):  # one device sync per micro-batch
+            raise numerical_fault(self.state.global_step + 1, float(loss), self.state.log_history, self.args)
+        return loss
+
     def create_optimizer(self, model=None):  # noqa: ANN001 - Trainer API
         if self.loraplus_lr_ratio is None or self.optimizer is not None:
             return super().create_optimizer(model)
@@ -78,6 +90,20 @@ class AdapterflowTrainer(Trainer):
             loraplus_lr_ratio=self.loraplus_lr_ratio, loraplus_weight_decay=self.args.weight_decay, **optimizer_kwargs,
         )
         return self.optimizer
+
+
+def numerical_fault(step: int, loss: float, history: list[dict[str, float]], args: TrainingArguments) -> NumericalFault:
+    """The error for a non-finite loss or gradient: where, the last finite loss, and what usually causes it."""
+    logged = [(entry["step"], entry["loss"]) for entry in history if "loss" in entry and math.isfinite(entry["loss"])]
+    last = f"last finite logged loss {logged[-1][1]:.4f} at step {logged[-1][0]}" if logged else "no finite loss logged yet"
+    what = f"the loss is {loss}" if not math.isfinite(loss) else f"a gradient is NaN or Inf (loss {loss:.4g})"
+    precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
+    return NumericalFault(
+        f"training stopped at optimizer step {step}: {what}; {last}; nothing was saved or registered",
+        hint=f"likely causes: a learning rate too high (training.learning_rate, now {args.learning_rate:g}), "
+             f"{precision} overflow (training.precision: bf16 or fp32 instead of fp16), no gradient clipping "
+             "(training.max_grad_norm), or extreme rows in the data",
+    )
 
 
 class GlobalTokenCount(TrainerCallback):

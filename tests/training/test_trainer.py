@@ -88,3 +88,37 @@ def test_a_warm_start_continues_from_the_given_adapter_and_refuses_other_setting
     with pytest.raises(AdapterflowError, match="warm_start"):
         train_adapter(tokenized, base, LoraMethod(type="lora", r=8), barely, cpu, "fp32", tmp_path / "r8",
                       init_from=str(trained))
+
+
+def test_a_non_finite_loss_stops_training_at_once_with_the_step_and_the_last_finite_loss(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch
+) -> None:
+    import pytest
+
+    from adapterflow.errors import NumericalFault
+    from adapterflow.training import trainer as trainer_module
+
+    home = Home(tmp_path / "home")
+    home.cache.mkdir(parents=True)
+    base = BaseModelRef(name="tiny", path=str(tiny_model_dir), sha256="x")
+    split = split_rows(filtered(tmp_path / "data", questions(24)), SplitConfig(eval_size=0.2, max_eval_rows=None),
+                       LeakageConfig(enabled=False), Storage.local(home.cache), 1)
+    tokenized = tokenize_splits(split, base, TokenizeConfig(max_length=64), Storage.local(home.cache))
+    calls = {"n": 0}
+    real_loss = trainer_module.next_token_loss
+
+    def loss_that_overflows_at_step_4(model, inputs, reduction):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        loss, count = real_loss(model, inputs, reduction=reduction)
+        return (loss * float("inf") if calls["n"] == 4 else loss), count
+
+    monkeypatch.setattr(trainer_module, "next_token_loss", loss_that_overflows_at_step_4)
+    config = TrainingConfig(max_steps=10, batch_size=4, learning_rate=0.02, logging_steps=1, precision="fp32")
+    with pytest.raises(NumericalFault) as fault:
+        train_adapter(Path(tokenized.uri), base, LoraMethod(type="lora", r=4), config, torch.device("cpu"), "fp32",
+                      tmp_path / "out")
+    message = str(fault.value)
+    assert "training stopped at optimizer step 4: the loss is inf; last finite logged loss" in message
+    assert "at step 3" in message and "training.learning_rate, now 0.02" in message
+    assert calls["n"] == 4  # not a step more
+    assert not (tmp_path / "out" / "adapter").exists()  # nothing saved
