@@ -2,16 +2,19 @@
 
 Stages log through the client with an explicit run id: tasks may run in other threads or on other
 machines, where MLflow's thread-local "active run" does not exist. Every param, tag, text, table and
-artifact passes the tracker's Redactor (adapterflow/redaction.py) on its way.
+artifact passes the tracker's Redactor (adapterflow/redaction.py) on its way. Metrics that meet an MLflow
+outage wait in the run's metric buffer (adapterflow/metric_buffer.py) instead of failing the stage.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import tempfile
+import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +24,13 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH, _validate_metric
 
 import adapterflow
+from adapterflow.errors import AdapterflowError
+from adapterflow.faults import classify_failure
 from adapterflow.home import Home, uses_embedded_mlflow
+from adapterflow.metric_buffer import FLUSH_DEADLINE_S, MetricBuffer, backoff_delay, metric_buffer_path, outage_start
 from adapterflow.redaction import Redactor
 
 if TYPE_CHECKING:
@@ -94,10 +100,12 @@ class RunTracker:
     """Logs into one existing MLflow run by id; secrets, and personal data when `pii` is given, are redacted
     from everything but metrics before it is logged (keys are our own names and stay as they are)."""
 
-    def __init__(self, run_id: str, client: MlflowClient | None = None, pii: PiiConfig | None = None) -> None:
+    def __init__(self, run_id: str, client: MlflowClient | None = None, pii: PiiConfig | None = None,
+                 metric_buffer: MetricBuffer | None = None) -> None:
         self.run_id = run_id
         self.client = client or MlflowClient()
         self.redactor = Redactor(pii)
+        self.metric_buffer = metric_buffer or MetricBuffer(metric_buffer_path(Home.from_env(), run_id))
 
     @classmethod
     def for_run(cls, run: RunContext, client: MlflowClient | None = None) -> RunTracker:
@@ -105,10 +113,63 @@ class RunTracker:
         return cls(run.mlflow_run_id, client, run.pii)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log metrics at `step`. While MLflow is unreachable they wait in the metric buffer, with this step and
+        time, and go out first at the next call that reaches it; other failures raise."""
         timestamp = mlflow.utils.time.get_current_time_millis()
         entities = [Metric(key, float(value), timestamp, step) for key, value in metrics.items() if value is not None]
-        for start in range(0, len(entities), METRIC_BATCH):
-            self.client.log_batch(self.run_id, metrics=entities[start : start + METRIC_BATCH], synchronous=True)
+        for metric in entities:  # a bad metric fails here, not after it waited out an outage in the buffer
+            _validate_metric(metric.key, metric.value, metric.timestamp, metric.step)
+        self._send_metrics(entities)
+
+    def flush_metrics(self, deadline_s: float = FLUSH_DEADLINE_S, sleep: Callable[[float], None] = time.sleep) -> None:
+        """Deliver the buffered metrics, retrying with backoff for up to `deadline_s`; then fail saying where
+        they are kept."""
+        started = time.monotonic()
+        attempt = 0
+        while (error := self._send_metrics([])) is not None:
+            delay = backoff_delay(attempt)
+            if time.monotonic() - started + delay > deadline_s:
+                waiting = len(self.metric_buffer.read())
+                raise AdapterflowError(
+                    f"MLflow at {self.redactor.text(tracking_uri())} is still unreachable after {deadline_s:.0f} s "
+                    f"({classify_failure(error).reason}): {waiting} metrics of run {self.run_id} were not delivered "
+                    f"and are kept in {self.metric_buffer.path}",
+                    hint="once the server answers, deliver them (with the same ADAPTERFLOW_HOME): python -c "
+                         f"\"from adapterflow.tracking import RunTracker; RunTracker('{self.run_id}').flush_metrics()\"",
+                ) from error
+            sleep(delay)
+            attempt += 1
+
+    def _send_metrics(self, new: Sequence[Metric]) -> BaseException | None:
+        """Send the buffered metrics, then `new`, in order. A transient failure buffers what did not go and is
+        returned; any other failure raises, and only what waited before stays buffered."""
+        buffered = self.metric_buffer.read()
+        pending = [*buffered, *new]
+        sent = 0
+        try:
+            for start in range(0, len(pending), METRIC_BATCH):
+                self.client.log_batch(self.run_id, metrics=pending[start : start + METRIC_BATCH], synchronous=True)
+                sent = min(start + METRIC_BATCH, len(pending))
+        except Exception as error:
+            verdict = classify_failure(error)
+            if not verdict.transient:
+                if sent:
+                    self.metric_buffer.replace(buffered[sent:])
+                raise
+            if sent:
+                self.metric_buffer.replace(pending[sent:])
+            else:
+                self.metric_buffer.append(new)
+            if not buffered:  # the first failure of this outage: one warning, not one per training step
+                _tracking_logger().warning(
+                    "MLflow unreachable since %s (%s), buffering %d metrics in %s until it answers",
+                    outage_start(pending[sent:]), verdict.reason, len(pending) - sent, self.metric_buffer.path)
+            return error
+        if buffered:
+            self.metric_buffer.replace([])
+            _tracking_logger().info("MLflow answers again: delivered %d buffered metrics logged since %s",
+                                    len(buffered), outage_start(buffered))
+        return None
 
     def log_params(self, params: Mapping[str, str]) -> None:
         # redacted before cut to MLflow's limit: a cut would leave half a secret that no longer matches
@@ -149,6 +210,13 @@ class RunTracker:
         dataset = MetaDataset(source, name=self.redactor.text(name), digest=digest[:36])
         entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
         self.client.log_inputs(self.run_id, datasets=[entity])
+
+
+def _tracking_logger() -> logging.Logger | logging.LoggerAdapter:
+    # imported when needed: Prefect takes seconds to import in every torchrun worker that logs metrics
+    from adapterflow.stage import stage_logger
+
+    return stage_logger()
 
 
 def download_artifacts(uri: str) -> Path:

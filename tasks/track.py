@@ -19,9 +19,10 @@ from prefect.runtime import flow_run
 from adapterflow.hashing import sha256_json
 from adapterflow.home import Home
 from adapterflow.logs import scrub_secrets_from_logs
+from adapterflow.metric_buffer import FLUSH_DEADLINE_S
 from adapterflow.records import RunContext
 from adapterflow.retrain import TAG_SKIPPED
-from adapterflow.stage import stage_logger
+from adapterflow.stage import is_transient, stage_logger
 from adapterflow.storage import Storage
 from adapterflow.tracking import (
     TAG_CODE_VERSION, TAG_CONFIG_SHA, TAG_FAILURE, TAG_FLOW_RUN, TAG_RUN_KIND, TAG_RUN_NAME, RunTracker, code_version,
@@ -67,19 +68,22 @@ def start_tracking(config: PipelineConfig, kind: str = "finetune") -> RunContext
     return run
 
 
-def close_run(run: RunContext, summary: dict[str, Any]) -> None:
-    """Store the summary in the run folder and the MLflow run, and mark the run finished.
+def close_run(run: RunContext, summary: dict[str, Any], metrics_deadline_s: float = FLUSH_DEADLINE_S) -> None:
+    """Deliver the metrics an MLflow outage held back (waiting up to `metrics_deadline_s` for the server), store
+    the summary in the run folder and the MLflow run, and mark the run finished.
 
     The summary holds counts, ids and reasons (a data check's report was redacted when written): only secrets
     are scrubbed, so a no-op run never pays for building the PII scanner.
     """
     tracker = RunTracker(run.mlflow_run_id)
+    tracker.flush_metrics(metrics_deadline_s)  # a finished run takes no more metrics
     tracker.log_dict(summary, "summary.json")
     tracker.client.set_terminated(run.mlflow_run_id, RunStatus.to_string(RunStatus.FINISHED))
     (Path(run.run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
-@task(name="finish_tracking", retries=3, retry_delay_seconds=5, cache_policy=NO_CACHE)
+# retried on transient failures only: one that outlasted the metric flush's own wait has said where the metrics are
+@task(name="finish_tracking", retries=3, retry_delay_seconds=5, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
 def finish_tracking(run: RunContext, summary: dict[str, Any]) -> None:
     close_run(run, summary)
 
@@ -114,5 +118,7 @@ def mark_run_failed(flow: Any, failed_run: Any, state: Any) -> None:
         max_results=1,
     )
     for run in runs:
-        RunTracker(run.info.run_id, client, flow_run_pii(failed_run)).set_tags({TAG_FAILURE: state.message or "failed"})
+        tracker = RunTracker(run.info.run_id, client, flow_run_pii(failed_run))
+        tracker.flush_metrics(deadline_s=0)  # the curves up to the failure, if an outage held some back
+        tracker.set_tags({TAG_FAILURE: state.message or "failed"})
         client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
