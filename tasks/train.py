@@ -97,6 +97,7 @@ def train(tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, 
     tracker.set_tags({TAG_METHOD: config.method.type})
     result = train_or_reuse(tokenized, base, config, run_storage(run), tracker)
     tracker.log_metrics(result.metrics)
+    tracker.flush_metrics()  # on a GPU worker the buffer lives on that machine: deliver it before handing back
     if result.warm_start_from:
         tracker.set_tags({TAG_WARM_START: result.warm_start_from})
     stage_logger().info(
