@@ -412,3 +412,24 @@ def test_heap_retention_scales_the_activations_only() -> None:
     plain, retained = estimate(model, tokens=64), estimate(model, tokens=64, heap_retention=0.3)
     assert retained.activations == round(1.3 * plain.activations)
     assert (retained.weights, retained.gradients, retained.optimizer) == (plain.weights, plain.gradients, plain.optimizer)
+
+
+def test_several_training_processes_keep_the_configured_settings_and_refuse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Processes must agree on batch shapes but each measures its own free memory: no plan, the old refusal."""
+    from adapterflow.training import trainer as trainer_module
+    from schemas.method import LoraMethod
+    from schemas.training import TrainingConfig
+
+    model, method, cpu = tiny_llama(), LoraMethod(type="lora", r=4), torch.device("cpu")
+    single = TrainingConfig(max_steps=1, batch_size=4, optimizer="adamw_torch")
+    monkeypatch.setattr(trainer_module, "available_memory", lambda device: None)
+    unknown = trainer_module.preflight(model, method, single, "fp32", cpu, 16, 32, "eager", None)
+    assert not unknown.changed and unknown.available is None  # nothing to check against
+    needed = unknown.estimate.total - unknown.estimate.weights  # the loaded weights are already in place
+    monkeypatch.setattr(trainer_module, "available_memory", lambda device: needed // 2)
+    fitted = trainer_module.preflight(model, method, single, "fp32", cpu, 16, 32, "eager", None)
+    assert fitted.changed and fitted.settings.effective_batch == 4 and fitted.estimate.total <= fitted.available
+    several = single.model_copy(update={"distributed": single.distributed.model_copy(update={"num_processes": 2})})
+    with pytest.raises(AdapterflowError, match="unlikely to fit") as raised:
+        trainer_module.preflight(model, method, several, "fp32", cpu, 16, 32, "eager", None)
+    assert "training.fit_memory: true in a single-process run" in raised.value.hint
