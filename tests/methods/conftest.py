@@ -9,6 +9,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from adapterflow.home import Home
+from adapterflow.models.base import weights_sha256
 from adapterflow.storage import Storage
 from adapterflow.records import BaseModelRef, TokenizedData
 from schemas.data import LeakageConfig, SplitConfig
@@ -56,11 +57,13 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tin
         ("sft", questions(24), tiny_model_dir, wide_llama), ("pretrain", pretrain_rows(24), tiny_model_dir, wide_llama),
         ("classification", classification_rows(16), tiny_classifier_dir, wide_bert),
     ):
-        base = BaseModelRef(name=model_dir.name, path=str(model_dir), sha256=f"sha-{task}")
+        # the real weights' hash: a registered version's base is checked against it on every load
+        base = BaseModelRef(name=model_dir.name, path=str(model_dir), sha256=weights_sha256(model_dir, home))
         split = split_rows(filtered(folder / task, rows, task), SplitConfig(eval_size=0.2, max_eval_rows=None),
                            LeakageConfig(enabled=False), Storage.local(home.cache), 1)
         tokenized = tokenize_splits(split, base, TokenizeConfig(max_length=64), Storage.local(home.cache))
-        result[task] = Prepared(base, tokenized, BaseModelRef(name="wide", path=str(wide_dir), sha256=f"wide-{task}"))
+        wide = BaseModelRef(name="wide", path=str(wide_dir), sha256=weights_sha256(wide_dir, home))
+        result[task] = Prepared(base, tokenized, wide)
     return result
 
 
