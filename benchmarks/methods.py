@@ -5,8 +5,9 @@
 Every method trains on the same examples in the same order for the same number of steps (the same token
 budget), at its own default learning rate, each in its own process (so peak memory is its own). Prints, per
 method: trainable parameters (count and share), peak memory, real tokens/s and the final eval loss on the
-same held-out answers, as one table, and logs the comparison to MLflow: a parent run with one nested run
-per method (experiment "adapterflow-methods-benchmark").
+same held-out answers next to the untrained base model's (each method must beat it), as one table, and logs
+the comparison to MLflow: a parent run with one nested run per method (experiment
+"adapterflow-methods-benchmark").
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import sys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [os.path.dirname(_HERE)]
 
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import tempfile
+from pathlib import Path
 
-from benchmarks.common import in_child  # noqa: E402
+from benchmarks.common import in_child
 
 MAX_LENGTH = 256
 LORA = {"type": "lora", "r": 16, "alpha": 32}
@@ -39,7 +40,7 @@ METHODS = {
     "adalora": {"type": "adalora"},
     "ia3": {"type": "ia3"},
     "prefix": {"type": "prefix"},
-    "prompt (text init)": {"type": "prompt", "init": "text", "init_text": "Answer questions about the Python API:"},
+    "prompt": {"type": "prompt"},
     "ptuning": {"type": "ptuning"},
     "bottleneck (houlsby)": {"type": "bottleneck"},
     "bottleneck (pfeiffer)": {"type": "bottleneck", "style": "pfeiffer"},
@@ -52,9 +53,9 @@ def prepare(folder: Path, train: int, held_out: int):
     from adapterflow.data.python_docs import build_python_docs
     from adapterflow.data.tables import TableWriter
     from adapterflow.home import Home
-    from adapterflow.storage import Storage
     from adapterflow.models.base import materialise_builtin, weights_sha256
     from adapterflow.records import BaseModelRef, SplitResult
+    from adapterflow.storage import Storage
     from schemas.tokenize import TokenizeConfig
     from tasks.tokenize import tokenize_splits
 
@@ -74,7 +75,26 @@ def prepare(folder: Path, train: int, held_out: int):
     return base, tokenize_splits(split, base, TokenizeConfig(max_length=MAX_LENGTH), Storage.local(folder / "cache"))
 
 
-def run_method(options: dict, base, tokenized, steps: int, batch: int, out: str, queue) -> None:  # noqa: ANN001
+def base_loss(base, tokenized, queue) -> None:
+    """The untrained base model's eval loss, packed and padded (prompt-learning methods are scored padded)."""
+    import torch
+
+    from adapterflow.devices import select_precision
+    from adapterflow.evaluation import response_perplexity
+    from adapterflow.methods.build import ModelSpec, load_base
+    from adapterflow.models.base import load_tokenizer
+    from adapterflow.training.data import TokenDataset
+
+    device = torch.device("cpu")
+    precision = select_precision("auto", device)
+    model = load_base(base.path, ModelSpec(), device)
+    dataset = TokenDataset(Path(tokenized.uri) / "eval.parquet")
+    pad = load_tokenizer(base.path).pad_token_id
+    queue.put({packed: response_perplexity(model, dataset, pad, 16, device, precision, packed=packed)["loss"]
+               for packed in (True, False)})
+
+
+def run_method(options: dict, base, tokenized, steps: int, batch: int, out: str, queue) -> None:
     """Train one method and measure it (in a child process)."""
     import torch
     from pydantic import TypeAdapter
@@ -106,8 +126,7 @@ def run_method(options: dict, base, tokenized, steps: int, batch: int, out: str,
     queue.put({key: outcome.metrics[key] for key in (
         "train/trainable_parameters", "train/trainable_share", "train/peak_memory_mb", "train/tokens_per_second",
         "train/final_loss", "train/runtime_seconds", "train/learning_rate_peak", "memory/estimate_total_mb")}
-        | {"eval/loss": loss, "precision": precision})
-
+        | {"eval/loss": loss, "precision": precision, "packed": not method.prompt_learning})
 
 
 def main() -> None:
@@ -127,15 +146,20 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-methods-") as folder:
         base, tokenized = prepare(Path(folder), args.steps * args.batch, args.held_out)
+        base_losses = in_child(base_loss, base, tokenized)
+        print(f"base model: {base_losses}", flush=True)
         for index, name in enumerate(chosen):
             results[name] = in_child(run_method, METHODS[name], base, tokenized, args.steps, args.batch,
                                      str(Path(folder) / f"run{index}"))
+            if "error" not in results[name]:  # scored against the base model the same way, packed or padded
+                results[name]["eval/loss_vs_base"] = results[name]["eval/loss"] - base_losses[results[name]["packed"]]
             print(f"{name}: {results[name]}", flush=True)
 
     mlflow.set_experiment("adapterflow-methods-benchmark")
     with mlflow.start_run(run_name=f"methods-{args.steps}x{args.batch}"):
         mlflow.log_params({"steps": args.steps, "batch_size": args.batch, "held_out": args.held_out,
                            "max_length": MAX_LENGTH, "base_model": "smollm2-135m-instruct"})
+        mlflow.log_metric("eval/base/loss", base_losses[True])
         for name, result in results.items():
             with mlflow.start_run(run_name=name, nested=True):
                 mlflow.log_params({"method": name, **({"error": result["error"]} if "error" in result else {})})
@@ -144,14 +168,20 @@ def main() -> None:
     print(f"\n{args.steps} steps x {args.batch} examples of the demo data on SmolLM2-135M-Instruct, each method at its "
           f"default learning rate; eval loss on {args.held_out} held-out answers\n")
     print(f"{'method':<24} {'trainable':>12} {'share':>8} {'peak MB':>8} {'est. MB':>8} {'tok/s':>7} {'lr':>8} "
-          f"{'eval loss':>9}")
+          f"{'eval loss':>9} {'vs base':>8} {'beats base':>10}")
+    print(f"{'base model (untrained)':<24} {'':>12} {'':>8} {'':>8} {'':>8} {'':>7} {'':>8} {base_losses[True]:>9.4f}")
     for name, result in results.items():
         if "error" in result:
             print(f"{name:<24} n/a: {result['error']}")
             continue
+        delta = result["eval/loss_vs_base"]
         print(f"{name:<24} {result['train/trainable_parameters']:>12,.0f} {result['train/trainable_share']:>8.3%} "
               f"{result['train/peak_memory_mb']:>8,.0f} {result['memory/estimate_total_mb']:>8,.0f} "
-              f"{result['train/tokens_per_second']:>7.0f} {result['train/learning_rate_peak']:>8.0e} {result['eval/loss']:>9.4f}")
+              f"{result['train/tokens_per_second']:>7.0f} {result['train/learning_rate_peak']:>8.0e} "
+              f"{result['eval/loss']:>9.4f} {delta:>+8.4f} {'yes' if delta < 0 else 'NO':>10}")
+    trained = [result for result in results.values() if "error" not in result]
+    print(f"\n{sum(result['eval/loss_vs_base'] < 0 for result in trained)} of {len(trained)} methods that ran beat "
+          f"the base model's eval loss ({base_losses[True]:.4f} packed, {base_losses[False]:.4f} padded)")
 
 
 if __name__ == "__main__":
