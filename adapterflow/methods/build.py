@@ -9,8 +9,10 @@ import torch
 
 from adapterflow.errors import AdapterflowError
 from adapterflow.methods.bottleneck import bottleneck_parameter_names, inject_bottlenecks
-from adapterflow.methods.peft_methods import peft_config, quantization_config
-from schemas.method import BitFitMethod, BottleneckMethod, FreezeMethod, MethodVariant, QLoraMethod
+from adapterflow.methods.peft_methods import (
+    peft_config, prefix_starts_from_text, quantization_config, start_prefix_from_text,
+)
+from schemas.method import BitFitMethod, BottleneckMethod, FreezeMethod, MethodVariant, PrefixMethod, QLoraMethod
 
 PEFT_TASK_TYPES = {"sft": "CAUSAL_LM", "pretrain": "CAUSAL_LM", "classification": "SEQ_CLS"}
 HEAD_NAMES = ("classifier", "score")  # sequence-classification heads of encoder and decoder models
@@ -110,12 +112,16 @@ def build_trainable(
 
         if spec.quantization:
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-        config = peft_config(method, PEFT_TASK_TYPES[spec.task], total_steps, base_path)
+        task_type = PEFT_TASK_TYPES[spec.task]
+        config = peft_config(method, task_type, total_steps, base_path)
         try:
-            return get_peft_model(model, config)
+            model = get_peft_model(model, config)
         except ValueError as exc:  # e.g. target_modules that match nothing in this model
             raise AdapterflowError(f"method {method.type} does not apply to {type(model).__name__}: {exc}",
                                    hint="check method.target_modules against the model's module names") from None
+        if isinstance(method, PrefixMethod) and prefix_starts_from_text(method, task_type):
+            start_prefix_from_text(model, method.init_text, base_path)
+        return model
     if isinstance(method, FreezeMethod):
         train_last_layers(model, method)
     elif isinstance(method, BitFitMethod):

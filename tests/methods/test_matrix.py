@@ -40,7 +40,7 @@ CAUSAL_METHODS = {
     "adalora": {"type": "adalora", "init_r": 6, "target_r": 2, "alpha": 8},
     "ia3": {"type": "ia3"},
     "prefix": {"type": "prefix", "num_virtual_tokens": 4},
-    "prompt-random": {"type": "prompt", "num_virtual_tokens": 4},
+    "prompt-random": {"type": "prompt", "num_virtual_tokens": 4, "init": "random"},
     "prompt-text": {"type": "prompt", "num_virtual_tokens": 4, "init": "text", "init_text": "answer the question"},
     "ptuning": {"type": "ptuning", "num_virtual_tokens": 4, "encoder_hidden_size": 16},
     "bottleneck-houlsby": {"type": "bottleneck", "reduction_factor": 4},
