@@ -1,5 +1,5 @@
-"""Held-out loss and perplexity on the label tokens, classification accuracy and macro-F1, and greedy
-sample generations."""
+"""Held-out loss and perplexity on the label tokens, classification accuracy and macro-F1 (scikit-learn), and
+greedy answers generated in left-padded batches."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from adapterflow.training.collate import ClassificationCollator, PadToLongest
 from adapterflow.training.data import TokenDataset
 from adapterflow.training.packing import PackedCollator, next_token_loss
 
-EVAL_METRICS = ("perplexity", "accuracy", "macro_f1", "loss")  # what evaluation reports, in display order
+# what evaluation reports, in display order; generation scores (generation_metrics.py) and the forgetting measure
+# (forgetting.py) where they were computed
+EVAL_METRICS = ("perplexity", "accuracy", "macro_f1", "loss", "rouge_l", "chrf", "bleu", "exact_match",
+                "general_perplexity", "forgetting")
 
 
 @torch.no_grad()
@@ -66,8 +69,10 @@ def classification_metrics(
     model: torch.nn.Module, dataset: TokenDataset, pad_token_id: int, batch_size: int, device: torch.device,
     precision: str,
 ) -> tuple[dict[str, float], list[int]]:
-    """Accuracy, macro-F1 (the mean of per-class F1 over the classes present) and cross-entropy, and the
-    predicted class of every example."""
+    """Accuracy, macro-F1 (scikit-learn's: the mean of per-class F1 over the classes that occur in references or
+    predictions) and cross-entropy, and the predicted class of every example."""
+    from sklearn.metrics import accuracy_score, f1_score
+
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=ClassificationCollator(pad_token_id))
     predictions, references, total_loss = [], [], 0.0
@@ -78,20 +83,11 @@ def classification_metrics(
         total_loss += float(torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum"))
         predictions += logits.argmax(-1).tolist()
         references += batch["labels"].tolist()
-    count = max(len(references), 1)
-    return {"accuracy": sum(p == r for p, r in zip(predictions, references, strict=True)) / count,
-            "macro_f1": macro_f1(predictions, references), "loss": total_loss / count,
-            "eval_examples": float(len(references))}, predictions
-
-
-def macro_f1(predictions: list[int], references: list[int]) -> float:
-    classes = sorted(set(references) | set(predictions))
-    scores = []
-    for label in classes:
-        true_positive = sum(p == r == label for p, r in zip(predictions, references, strict=True))
-        predicted, actual = predictions.count(label), references.count(label)
-        scores.append(2 * true_positive / (predicted + actual) if predicted + actual else 0.0)
-    return sum(scores) / len(scores) if scores else 0.0
+    if not references:
+        return {"accuracy": 0.0, "macro_f1": 0.0, "loss": 0.0, "eval_examples": 0.0}, predictions
+    return {"accuracy": float(accuracy_score(references, predictions)),
+            "macro_f1": float(f1_score(references, predictions, average="macro", zero_division=0)),
+            "loss": total_loss / len(references), "eval_examples": float(len(references))}, predictions
 
 
 @torch.no_grad()
@@ -102,17 +98,25 @@ def generate_answers(
     max_new_tokens: int,
     device: torch.device,
     precision: str,
+    batch_size: int = 8,
 ) -> list[str]:
-    """Greedy answers to each conversation, rendered with the chat template's generation prompt."""
-    if not conversations:
-        return []
+    """Greedy answers to each conversation, rendered with the chat template's generation prompt, `batch_size`
+    conversations at a time (left-padded: generation continues from the right end of every row)."""
     model.eval()
-    texts = tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=True)
-    tokenizer.padding_side = "left"  # generation continues from the right end of every row
-    inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-    with autocast(device, precision):
-        output = model.generate(
-            **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-        )
-    new_tokens = output[:, inputs["input_ids"].shape[1] :]
-    return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+    answers: list[str] = []
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        for start in range(0, len(conversations), batch_size):
+            texts = tokenizer.apply_chat_template(conversations[start : start + batch_size], tokenize=False,
+                                                  add_generation_prompt=True)
+            inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            with autocast(device, precision):
+                output = model.generate(
+                    **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                )
+            new_tokens = output[:, inputs["input_ids"].shape[1] :]
+            answers += [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+    finally:
+        tokenizer.padding_side = padding_side
+    return answers

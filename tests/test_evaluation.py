@@ -1,4 +1,5 @@
-"""Perplexity counts only label tokens; generation returns one answer per prompt."""
+"""Perplexity counts only label tokens; classification scores are scikit-learn's; batched greedy generation
+answers every prompt as one at a time would."""
 
 from __future__ import annotations
 
@@ -68,3 +69,45 @@ def test_padded_loss_scores_the_same_tokens_as_packed_and_skips_virtual_token_lo
     assert packed_count == padded_count == virtual_count == 4 + 2  # the first label of each example is not scored
     assert math.isclose(float(packed), float(padded), rel_tol=1e-4)
     assert math.isclose(float(virtual), float(padded), rel_tol=1e-6)
+
+
+class FirstTokenClassifier(torch.nn.Module):
+    """Predicts the class given by each row's first token id (its logit is 1, the others 0)."""
+
+    def forward(self, input_ids, attention_mask):
+        return type("Out", (), {"logits": torch.nn.functional.one_hot(input_ids[:, 0], 3).float()})()
+
+
+def test_classification_metrics_are_scikit_learns_accuracy_and_macro_f1() -> None:
+    from sklearn.metrics import f1_score
+
+    from adapterflow.evaluation import classification_metrics
+
+    predicted, references = [0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0]
+    items = [{"input_ids": np.array([p, 1]), "labels": np.array([r])} for p, r in zip(predicted, references)]
+    metrics, predictions = classification_metrics(FirstTokenClassifier(), ListDataset(items), 0, 4,
+                                                  torch.device("cpu"), "fp32")
+    assert predictions == predicted
+    assert metrics["accuracy"] == 4 / 6 and metrics["eval_examples"] == 6
+    # per-class F1: class 0: 2*1/(2+2) = 0.5, class 1: 2*1/(1+2) = 2/3, class 2: 2*2/(3+2) = 0.8
+    assert math.isclose(metrics["macro_f1"], (0.5 + 2 / 3 + 0.8) / 3)
+    assert metrics["macro_f1"] == f1_score(references, predicted, average="macro")
+
+
+def test_batched_generation_matches_one_prompt_at_a_time_and_restores_the_padding_side(tiny_model_dir) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from adapterflow.evaluation import generate_answers
+    from adapterflow.models.base import load_tokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tokenizer = load_tokenizer(tiny_model_dir)
+    side = tokenizer.padding_side
+    conversations = [[{"role": "user", "content": text}] for text in
+                     ("hi", "what does sorted return for a long list of words", "name a colour", "why")]
+    cpu = torch.device("cpu")
+    batched = generate_answers(model, tokenizer, conversations, 5, cpu, "fp32", batch_size=3)
+    one_by_one = [generate_answers(model, tokenizer, [c], 5, cpu, "fp32", batch_size=1)[0] for c in conversations]
+    assert len(batched) == 4 and batched == one_by_one
+    assert tokenizer.padding_side == side
+    assert generate_answers(model, tokenizer, [], 5, cpu, "fp32") == []
