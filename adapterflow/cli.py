@@ -89,6 +89,10 @@ from adapterflow.stack.cli import stack_app  # noqa: E402 - the commands' own im
 
 app.add_typer(stack_app, name="stack")
 
+from adapterflow.registry.commands import add_registry_commands  # noqa: E402
+
+add_registry_commands(app)
+
 data_app = typer.Typer(no_args_is_help=True, help="Data quality without training.")
 app.add_typer(data_app, name="data")
 

@@ -133,6 +133,7 @@ class RegisteredVersion(StageRecord):
     model_name: str
     version: str
     model_uri: str
+    identical: bool = Field(False, description="the adapter equals this existing version's: no new version made")
 
 
 class PromotionResult(StageRecord):

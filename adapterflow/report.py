@@ -108,7 +108,9 @@ def render_summary(console: Console, summary: dict[str, Any], ui_command: str) -
         highlight=False,
     )
     verdict = "[bold green]PROMOTED[/]" if summary["promoted"] else "[bold yellow]NOT PROMOTED[/]"
-    console.print(f"[bold]Registry[/]: {summary['registered_model']} version {summary['model_version']} {verdict}")
+    console.print(f"[bold]Registry[/]: {summary['registered_model']} version {summary['model_version']} {verdict}"
+                  + (" [dim](identical adapter: no new version registered)[/]"
+                     if summary.get("identical_to_existing") else ""))
     console.print(f"  {summary['promotion_reason']}", highlight=False)
     aliases = ", ".join(f"{alias} -> v{version}" for alias, version in sorted(summary["aliases"].items()))
     console.print(f"  aliases: {aliases}", highlight=False)

@@ -23,6 +23,7 @@ def build_summary(run: RunContext, data: PreparedData, stages: dict[str, StageRe
         "registered_model": registered.model_name,
         "model_version": registered.version,
         "model_uri": registered.model_uri,
+        "identical_to_existing": registered.identical,  # the adapter equals model_version's: nothing was registered
         "method": method,
         "task": data.tokenize.task,
         "promoted": promotion.promoted,

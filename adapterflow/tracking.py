@@ -48,6 +48,11 @@ TAG_RUN_NAME = "adapterflow.run_name"
 TAG_RUN_KIND = "adapterflow.kind"  # finetune | data-check
 TAG_WARM_START = "adapterflow.warm_start_from"  # models:/NAME/VERSION a warm-started training continued
 TAG_FAILURE = "adapterflow.failure"  # why a failed run failed (the error's message, redacted)
+TAG_TOKENIZER_SHA = "adapterflow.tokenizer_sha256"  # tokenizer + chat template (tokenization.tokenizer_fingerprint)
+TAG_ADAPTER_SHA = "adapterflow.adapter_sha256"  # a version's trained content (methods.artifacts.adapter_identity)
+TAG_MLFLOW_RUN = "adapterflow.mlflow_run_id"
+TAG_TRAIN_ROWS = "adapterflow.train_rows"
+TAG_EVAL_ROWS = "adapterflow.eval_rows"
 
 ALIAS_CHALLENGER = "challenger"
 ALIAS_CHAMPION = "champion"

@@ -1,7 +1,8 @@
 """What a trained method leaves behind, and loading it back for inference on top of its base model.
 
-Every artifact folder holds the tokenizer and `adapterflow_artifact.json` (method, task, labels, quantisation)
-next to the weights:
+Every artifact folder holds the tokenizer (with the chat template it was trained with) and
+`adapterflow_artifact.json` (method, task, labels, quantisation and, once registered, the system prompt that
+training put before every conversation) next to the weights:
 - peft: the PEFT adapter (adapter_config.json, adapter_model.safetensors);
 - full (full and freeze fine-tuning): the whole model, standalone;
 - bitfit and bottleneck: delta.safetensors with only the tensors they trained (and a classification head).
@@ -10,6 +11,8 @@ next to the weights:
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,42 @@ def adapter_identity(base_sha256: str, adapter_dir: str | Path) -> str:
     """A trained model's identity: its base weights and the artifact's weight and config files."""
     files = sorted(p for p in Path(adapter_dir).iterdir() if p.suffix in {".safetensors", ".json"})
     return cache_key(base_sha256, sha256_files(files))
+
+
+def stage_with_prompting(artifact_dir: str | Path, staged_dir: Path, system_prompt: str | None) -> Path:
+    """A copy of a trained artifact whose manifest records the system prompt training used, for registration.
+
+    The cached artifact stays untouched (its hash keys later stages); weights are hard-linked where the file
+    system allows it, and the manifest is written anew, never through a link.
+    """
+    def link_or_copy(source: str, target: str) -> None:
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+
+    shutil.copytree(artifact_dir, staged_dir, copy_function=link_or_copy)
+    manifest_path = staged_dir / MANIFEST
+    if not manifest_path.is_file():  # an artifact from before manifests: nothing recorded, loads as LoRA SFT
+        return staged_dir
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.unlink()
+    manifest_path.write_text(json.dumps(manifest | {"prompting": {"system_prompt": system_prompt}}, indent=2))
+    return staged_dir
+
+
+def read_system_prompt(artifact_dir: str | Path) -> str | None:
+    """The system prompt training put before every conversation (None: none, or not recorded)."""
+    path = Path(artifact_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("prompting", {}).get("system_prompt")
+
+
+def serving_conversation(prompt: str, system_prompt: str | None) -> list[dict[str, str]]:
+    """A served prompt as training shaped it: the recorded system prompt first, like tokenization inserts it."""
+    turn = {"role": "user", "content": prompt}
+    return [{"role": "system", "content": system_prompt}, turn] if system_prompt else [turn]
 
 
 def read_manifest(artifact_dir: str | Path) -> tuple[MethodVariant, ModelSpec]:

@@ -1,5 +1,16 @@
-"""The MLflow Model Registry: registering adapters, finding the champion, moving aliases."""
+"""The MLflow Model Registry: registering adapters, finding the champion, moving aliases.
 
-from adapterflow.registry.client import ChampionRef, find_champion, register_adapter, set_aliases
+The client's names are loaded on first use, so that the CLI can import the registry commands without MLflow.
+"""
+
+from typing import Any
 
 __all__ = ["ChampionRef", "find_champion", "register_adapter", "set_aliases"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from adapterflow.registry import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

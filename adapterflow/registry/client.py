@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import mlflow
@@ -16,8 +19,9 @@ from adapterflow.records import BaseModelRef
 from adapterflow.errors import AdapterflowError
 from adapterflow.methods.artifacts import read_manifest
 from adapterflow.models.base import base_model_provenance
+from adapterflow.registry.history import TAG_CHAMPION_HISTORY, Rollback, dump_history, parse_history, with_champion
 from adapterflow.registry.pyfunc import CLASSIFIER_SIGNATURE, SIGNATURE
-from adapterflow.tracking import ALIAS_CHAMPION, download_artifacts
+from adapterflow.tracking import ALIAS_CHAMPION, ALIAS_PREVIOUS_CHAMPION, TAG_ADAPTER_SHA, download_artifacts
 
 MODEL_ARTIFACT_PATH = "model"
 MODEL_CODE = Path(__file__).with_name("model_code.py")
@@ -105,6 +109,45 @@ def register_adapter(
     return str(version.version), f"models:/{name}/{version.version}"
 
 
-def set_aliases(client: MlflowClient, name: str, aliases: dict[str, str]) -> None:
+def find_identical_version(client: MlflowClient, name: str, adapter_sha256: str) -> str | None:
+    """The existing version whose trained content hashes to `adapter_sha256`, if any (the oldest one)."""
+    matches = [int(version.version) for version in client.search_model_versions(f"name='{name}'")
+               if version.tags.get(TAG_ADAPTER_SHA) == adapter_sha256]
+    return str(min(matches)) if matches else None
+
+
+def current_user() -> str:
+    """Who is moving an alias, for the record: the login name, or $USER where there is none."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER", "unknown")
+
+
+def champion_history(client: MlflowClient, name: str) -> list[dict[str, str]]:
+    """The versions that held `champion`, oldest first (see adapterflow.registry.history)."""
+    model = client.get_registered_model(name)
+    return parse_history(model.tags.get(TAG_CHAMPION_HISTORY), model.aliases.get(ALIAS_CHAMPION),
+                         model.aliases.get(ALIAS_PREVIOUS_CHAMPION))
+
+
+def set_aliases(client: MlflowClient, name: str, aliases: dict[str, str], reason: str = "") -> None:
+    """Point the aliases at their versions; a move of `champion` is added to the champion history."""
+    history = champion_history(client, name) if ALIAS_CHAMPION in aliases else None
     for alias, version in aliases.items():
-        client.set_registered_model_alias(name, alias, version)
+        client.set_registered_model_alias(name, alias, str(version))
+    if history is not None:
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        updated = with_champion(history, str(aliases[ALIAS_CHAMPION]), at, current_user(), reason)
+        client.set_registered_model_tag(name, TAG_CHAMPION_HISTORY, dump_history(updated))
+
+
+def apply_rollback(client: MlflowClient, name: str, rollback: Rollback) -> None:
+    """Move `champion` back and `previous-champion` with it, and store the shortened history."""
+    client.set_registered_model_alias(name, ALIAS_CHAMPION, rollback.to_version)
+    if rollback.previous is None:
+        if alias_version(client, name, ALIAS_PREVIOUS_CHAMPION) is not None:
+            client.delete_registered_model_alias(name, ALIAS_PREVIOUS_CHAMPION)
+    else:
+        client.set_registered_model_alias(name, ALIAS_PREVIOUS_CHAMPION, rollback.previous)
+    client.set_registered_model_tag(name, TAG_CHAMPION_HISTORY, dump_history(rollback.history))

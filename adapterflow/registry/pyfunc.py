@@ -2,7 +2,8 @@
 
 Adapters store only what they trained (safetensors) and the tokenizer; `load_context` puts them on the base
 model they were trained on, checking the base weights' hash so a wrong base can't load silently. Full and
-freeze fine-tuning store the whole model. Causal LMs answer prompts; classifiers label texts.
+freeze fine-tuning store the whole model. Causal LMs answer prompts, shaped as in training (the saved chat
+template, the recorded system prompt); classifiers label texts.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class AdapterModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         import torch
 
-        from adapterflow.methods.artifacts import load_trained, read_manifest
+        from adapterflow.methods.artifacts import load_trained, read_manifest, read_system_prompt
         from adapterflow.models.base import load_tokenizer
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -69,15 +70,17 @@ class AdapterModel(mlflow.pyfunc.PythonModel):
         self.tokenizer = load_tokenizer(adapter_dir)
         spec = read_manifest(adapter_dir)[1]
         self.task, self.max_length = spec.task, spec.max_length or self.tokenizer.model_max_length
+        self.system_prompt = read_system_prompt(adapter_dir)
         self.model = load_trained(adapter_dir, str(base_model_folder(context.model_config)), self.device)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from adapterflow.evaluation import generate_answers
+        from adapterflow.methods.artifacts import serving_conversation
 
         if self.task == "classification":
             return self._classify(model_input["text"].tolist())
         max_new_tokens = int((params or {}).get("max_new_tokens", 128))
-        conversations = [[{"role": "user", "content": prompt}] for prompt in model_input["prompt"]]
+        conversations = [serving_conversation(prompt, self.system_prompt) for prompt in model_input["prompt"]]
         answers = generate_answers(self.model, self.tokenizer, conversations, max_new_tokens, self.device, "fp32")
         return pd.DataFrame({"answer": answers})
 

@@ -1,0 +1,157 @@
+"""Reading registered versions for the registry commands: references, eval metrics, lineage, the gate's verdict."""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from adapterflow.errors import UsageError
+from adapterflow.eval_sets import TAG_EVAL_SET
+from adapterflow.registry.client import alias_version
+from adapterflow.tracking import ALIAS_CHAMPION, TAG_TOKENIZER_SHA
+
+EVAL_METRIC = re.compile(r"^eval/(base|candidate|champion)/([^/]+)$")
+KEY_METRICS = {"sft": ("perplexity", "loss"), "classification": ("macro_f1", "accuracy")}
+REFERENCE_HINT = "name a version as NAME/VERSION or NAME@ALIAS (see adapterflow models list NAME)"
+
+
+def parse_reference(reference: str) -> tuple[str, str | None, str | None]:
+    """(name, version, alias) of `NAME/VERSION`, `NAME@ALIAS`, with or without `models:/`."""
+    text = reference.removeprefix("models:/")
+    if "@" in text:
+        name, alias = text.rsplit("@", 1)
+        if name and alias:
+            return name, None, alias
+    elif "/" in text:
+        name, version = text.rsplit("/", 1)
+        if name and version.isdigit():
+            return name, version, None
+    raise UsageError(f"{reference!r} names no model version", hint=REFERENCE_HINT)
+
+
+def registered_model(client: MlflowClient, name: str) -> Any:
+    """The registered model, or a usage error naming it."""
+    try:
+        return client.get_registered_model(name)
+    except MlflowException:
+        raise UsageError(f"there is no registered model {name!r}",
+                         hint="adapterflow ui lists the registered models; a run registers its config's name") from None
+
+
+def model_version(client: MlflowClient, name: str, version: str | None = None, alias: str | None = None) -> ModelVersion:
+    """One version by number or alias; an unknown model, version or alias is a usage error."""
+    model = registered_model(client, name)
+    if alias is not None:
+        if alias not in model.aliases:
+            known = ", ".join(f"{key} (v{value})" for key, value in sorted(model.aliases.items())) or "none"
+            raise UsageError(f"{name} has no alias {alias!r}; its aliases: {known}", hint=REFERENCE_HINT)
+        version = str(model.aliases[alias])
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException:
+        raise UsageError(f"{name} has no version {version}",
+                         hint=f"adapterflow models list {name} shows its versions") from None
+
+
+def version_aliases(model: Any, version: str) -> list[str]:
+    return sorted(alias for alias, target in model.aliases.items() if str(target) == str(version))
+
+
+def run_eval_metrics(client: MlflowClient, run_id: str | None) -> dict[str, dict[str, float]]:
+    """The run's `eval/<model>/<metric>` values as {model: {metric: value}} (empty when the run is gone)."""
+    if not run_id:
+        return {}
+    try:
+        return group_eval_metrics(client.get_run(run_id).data.metrics)
+    except MlflowException:
+        return {}
+
+
+def group_eval_metrics(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    grouped: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        if match := EVAL_METRIC.match(key):
+            grouped.setdefault(match.group(1), {})[match.group(2)] = value
+    return grouped
+
+
+def primary_metric(candidate: dict[str, float]) -> str:
+    """The metric a task is judged by: macro-F1 for classifiers, perplexity for language models."""
+    return "macro_f1" if "macro_f1" in candidate else "perplexity"
+
+
+def run_policy(params: dict[str, str]) -> Any:
+    """The promotion policy the version's run was configured with (its logged `registry.promotion.*` params;
+    lists and booleans were logged as Python literals), else the default one."""
+    from pydantic import ValidationError
+
+    from schemas.registry import PromotionPolicy
+
+    def value(text: str) -> Any:
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+
+    given = {field: value(params[f"registry.promotion.{field}"]) for field in PromotionPolicy.model_fields
+             if f"registry.promotion.{field}" in params}
+    try:
+        return PromotionPolicy(**given)
+    except ValidationError:
+        return PromotionPolicy()
+
+
+def not_comparable(version_tags: dict[str, str], champion_tags: dict[str, str]) -> str | None:
+    """Why two versions' logged eval metrics can't be compared (None when they can): they must come from the
+    same frozen eval set, through the same tokenizer and chat template."""
+    for tag, what in ((TAG_EVAL_SET, "eval set"), (TAG_TOKENIZER_SHA, "tokenizer and chat template")):
+        ours, theirs = version_tags.get(tag), champion_tags.get(tag)
+        if tag == TAG_EVAL_SET and not (ours and theirs):
+            return f"the {what} of {'this version' if not ours else 'the champion'} is not recorded ({tag})"
+        if ours and theirs and ours != theirs:
+            return f"another {what}: {ours[:12]} vs the champion's {theirs[:12]}"
+    return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's decision on moving `champion` to a version, and the champion it was read against."""
+
+    decision: Any  # adapterflow.promotion.PromotionDecision
+    champion: str | None
+
+
+def promotion_verdict(client: MlflowClient, name: str, version: ModelVersion) -> Verdict:
+    """The gate (adapterflow.promotion) on the version's logged eval metrics against the current champion's (its
+    run's candidate metrics, when both were measured on the same eval set), with the version's run's policy."""
+    from adapterflow.promotion import GateInputs, promotion_decision
+    from tasks.promote import VALIDATION_METRIC
+
+    try:
+        run = client.get_run(version.run_id)
+    except MlflowException:
+        raise UsageError(f"{name} version {version.version}: its MLflow run {version.run_id} is gone",
+                         hint="only versions registered by adapterflow run can be gated") from None
+    own = group_eval_metrics(run.data.metrics)
+    if not own.get("candidate"):
+        raise UsageError(f"{name} version {version.version} has no logged eval metrics (eval/candidate/*) in its "
+                         f"run {version.run_id}", hint="only versions registered by adapterflow run can be gated")
+    metrics = {"base": own.get("base", {}), "candidate": own["candidate"]}
+    champion = alias_version(client, name, ALIAS_CHAMPION)
+    skipped = None
+    if champion is not None:
+        held = client.get_model_version(name, champion)
+        skipped = not_comparable(version.tags, held.tags)
+        if skipped is None:
+            metrics["champion"] = run_eval_metrics(client, held.run_id).get("candidate", {})
+    validation = run.data.metrics.get(VALIDATION_METRIC)
+    inputs = GateInputs(metrics=metrics, task_metric=primary_metric(own["candidate"]), champion=champion,
+                        evaluated_champion=champion if champion is not None and skipped is None else None,
+                        champion_skipped=skipped, validation_passed=None if validation is None else validation == 1.0)
+    return Verdict(promotion_decision(inputs, run_policy(run.data.params)), champion)

@@ -1,0 +1,162 @@
+"""Registry commands through the CLI against a real (SQLite) MLflow registry with tiny registered adapters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from adapterflow.cli import app
+from adapterflow.home import Home
+from adapterflow.registry import register_adapter
+from adapterflow.registry.client import current_user
+from adapterflow.registry.history import TAG_CHAMPION_HISTORY
+from tests.registry.test_registry import tiny_base
+
+runner = CliRunner()
+SYSTEM_PROMPT = "You answer questions about the claims desk."
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """A trained LoRA artifact as training leaves it (weights, tokenizer, manifest), with a recorded system prompt."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from adapterflow.methods.artifacts import save_trained, stage_with_prompting
+    from adapterflow.methods.build import ModelSpec
+    from adapterflow.models.base import load_tokenizer
+    from schemas.method import LoraMethod
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=2, target_modules="all-linear"))
+    folder = tmp_path_factory.mktemp("artifact")
+    save_trained(model, load_tokenizer(tiny_model_dir), LoraMethod(type="lora"), ModelSpec(), folder / "trained")
+    return stage_with_prompting(folder / "trained", folder / "adapter", SYSTEM_PROMPT)
+
+
+@pytest.fixture
+def add_version(home: Home, artifact: Path, tiny_model_dir: Path):
+    """Register a version of model `m` whose run logged candidate perplexity `ppl` (base 30)."""
+    client = MlflowClient()
+    experiment = client.create_experiment("m", artifact_location=str(home.root / "mlartifacts"))
+
+    def add(ppl: float, eval_set: str = "e" * 64) -> str:
+        run_id = client.create_run(experiment).info.run_id
+        for key, value in {"eval/base/perplexity": 30.0, "eval/candidate/perplexity": ppl,
+                           "eval/candidate/loss": 2.0, "data/validation_success": 1.0}.items():
+            client.log_metric(run_id, key, value)
+        client.log_param(run_id, "registry.promotion.min_improvement", "0.05")
+        tags = {"adapterflow.method": "lora", "adapterflow.dataset_fingerprint": "f" * 64,
+                "adapterflow.base_model": "tiny", "adapterflow.eval_set": eval_set}
+        return register_adapter(client, run_id, "m", str(artifact), tiny_base(tiny_model_dir), tags, "d")[0]
+
+    return add
+
+
+@pytest.fixture(autouse=True)
+def wide_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adapterflow.registry import commands
+
+    monkeypatch.setattr(commands.output, "width", 200)  # one table row per line
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, list(args))
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def aliases() -> dict[str, str]:
+    return {alias: str(version) for alias, version in MlflowClient().get_registered_model("m").aliases.items()}
+
+
+def test_models_list_shows_versions_aliases_metrics_and_lineage(add_version) -> None:
+    add_version(12.0), add_version(11.0)
+    assert invoke("promote", "m", "1").exit_code == 0  # 12 vs base 30
+    result = invoke("models", "list", "m")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[1]: line for line in result.output.splitlines() if line.split()[1:2] in (["1"], ["2"])}
+    assert "champion" in rows["1"] and "12.0000" in rows["1"] and "f" * 12 in rows["1"] and "lora" in rows["1"]
+    assert "11.0000" in rows["2"] and "champion" not in rows["2"]
+    unknown = invoke("models", "list", "nope")
+    assert unknown.exit_code == 2 and "no registered model 'nope'" in unknown.output
+
+
+def test_models_show_by_alias_or_version_and_clear_usage_errors(add_version) -> None:
+    add_version(12.0)
+    invoke("promote", "m", "1")
+    shown = invoke("models", "show", "m@champion")
+    assert shown.exit_code == 0, shown.output
+    for text in ("version 1", "champion", "12.0000", "adapterflow.dataset_fingerprint", "adapterflow.promotion",
+                 "promoted: candidate perplexity 12"):
+        assert text in shown.output, text
+    assert invoke("models", "show", "models:/m/1").exit_code == 0
+    for reference, message in (("m@nobody", "m has no alias 'nobody'; its aliases: champion (v1)"),
+                               ("m/7", "m has no version 7"), ("x/1", "no registered model 'x'"),
+                               ("m", "'m' names no model version")):
+        result = invoke("models", "show", reference)
+        assert result.exit_code == 2 and message in result.output, (reference, result.output)
+
+
+def test_promote_follows_the_gate_and_force_records_who_and_why(add_version) -> None:
+    add_version(10.0), add_version(9.8), add_version(8.0)
+    assert invoke("promote", "m", "1").exit_code == 0
+    refused = invoke("promote", "m", "2")  # 2% better, the run's policy asks for 5%
+    assert refused.exit_code == 1 and "NOT PROMOTED" in refused.output and "champion v1" in refused.output
+    assert aliases()["champion"] == "1"
+    no_reason = invoke("promote", "m", "2", "--force")
+    assert no_reason.exit_code == 2 and "--force needs --reason" in no_reason.output
+    forced = invoke("promote", "m", "2", "--force", "--reason", "hotfix for ticket 42")
+    assert forced.exit_code == 0 and "forced by" in forced.output
+    assert aliases() == {"champion": "2", "previous-champion": "1"}
+    tags = MlflowClient().get_model_version("m", "2").tags
+    assert tags["adapterflow.forced_by"] == current_user() and tags["adapterflow.forced_reason"] == "hotfix for ticket 42"
+    assert tags["adapterflow.promotion"].startswith(f"forced by {current_user()}: hotfix for ticket 42")
+    won = invoke("promote", "m", "3")  # 8.0 vs champion v2's 9.8
+    assert won.exit_code == 0 and "PROMOTED" in won.output and aliases()["champion"] == "3"
+    assert "pass primary perplexity: candidate perplexity 8 vs champion v2 9.8" in won.output
+    elsewhere = add_version(1.0, eval_set="d" * 64)  # far better, but measured on other examples
+    unfair = invoke("promote", "m", elsewhere)
+    assert unfair.exit_code == 1 and "another eval set: dddddddddddd vs the champion's eeeeeeeeeeee" in unfair.output
+    assert invoke("promote", "m", "9").exit_code == 2
+
+
+def test_rollback_walks_back_through_the_champion_history(add_version) -> None:
+    for ppl in (10.0, 9.0, 8.0):
+        version = add_version(ppl)
+        assert invoke("promote", "m", version).exit_code == 0
+    history = json.loads(MlflowClient().get_registered_model("m").tags[TAG_CHAMPION_HISTORY])
+    assert [entry["version"] for entry in history] == ["1", "2", "3"] and history[0]["by"] == current_user()
+    first = invoke("rollback", "m")
+    assert first.exit_code == 0 and "champion v3 -> v2" in first.output
+    assert aliases() == {"champion": "2", "previous-champion": "1"}
+    assert invoke("rollback", "m").exit_code == 0
+    assert aliases() == {"champion": "1"}
+    last = invoke("rollback", "m")
+    assert last.exit_code == 2 and "nothing to roll back to" in last.output and aliases()["champion"] == "1"
+    assert "champion back to v2" in MlflowClient().get_model_version("m", "3").tags["adapterflow.rolled_back"]
+
+
+def test_generate_loads_the_version_as_served_with_its_system_prompt(add_version, monkeypatch) -> None:
+    import adapterflow.evaluation
+
+    add_version(12.0)
+    invoke("promote", "m", "1")
+    seen: list = []
+    real = adapterflow.evaluation.generate_answers
+
+    def spy(model, tokenizer, conversations, *args):
+        seen.append(tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=True))
+        return real(model, tokenizer, conversations, *args)
+
+    monkeypatch.setattr(adapterflow.evaluation, "generate_answers", spy)
+    result = invoke("generate", "models:/m@champion", "What is a claim?", "--max-new-tokens", "3")
+    assert result.exit_code == 0, result.output
+    rendered = seen[0][0]
+    assert rendered.startswith(f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>") and "What is a claim?" in rendered
+    assert result.output.strip()  # the tiny model's three tokens
+    missing = invoke("generate", "models:/m@nobody", "hi")
+    assert missing.exit_code == 2 and "no alias 'nobody'" in missing.output
