@@ -14,7 +14,8 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,8 @@ from adapterflow.metric_buffer import FLUSH_DEADLINE_S, MetricBuffer, backoff_de
 from adapterflow.redaction import Redactor
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from adapterflow.records import RunContext
     from schemas.data import PiiConfig
 
@@ -56,6 +59,10 @@ TAG_EVAL_ROWS = "adapterflow.eval_rows"
 
 ALIAS_CHALLENGER = "challenger"
 ALIAS_CHAMPION = "champion"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # decides the UI's view of an experiment
+EXPERIMENT_KIND = "custom_model_development"  # the model-training view (runs, metrics, charts), not the GenAI one
+SYSTEM_METRICS_INTERVAL_S = 5.0  # seconds between system metric samples during training
+
 ALIAS_PREVIOUS_CHAMPION = "previous-champion"
 
 METRIC_BATCH = 900  # MLflow accepts at most 1000 entities per log_batch call
@@ -91,14 +98,32 @@ def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
 
 
 def ensure_experiment(client: MlflowClient, name: str, home: Home) -> str:
-    """The experiment's id, creating it with artifacts under ADAPTERFLOW_HOME on the embedded store."""
+    """The experiment's id, creating it with artifacts under ADAPTERFLOW_HOME on the embedded store, tagged to
+    open in MLflow's model-training view (an experiment made before that tag existed gets it too)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     location = None
+        if EXPERIMENT_KIND_TAG not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     if uses_embedded_mlflow(home):
         location = (home.mlflow_artifacts / name).as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+
+
+@contextmanager
+def system_metrics(run_id: str, interval_s: float = SYSTEM_METRICS_INTERVAL_S) -> Iterator[None]:
+    """Log CPU, memory, disk, network and (with pynvml and a GPU) GPU use as `system/...` metrics of the run while
+    the block runs; steps continue after an earlier monitored block (a retried or resumed training)."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s, resume_logging=True,
+                                   tracking_uri=tracking_uri())
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
 
 
 class RunTracker:
@@ -226,6 +251,15 @@ def _tracking_logger() -> logging.Logger | logging.LoggerAdapter:
 
 def download_artifacts(uri: str) -> Path:
     """Fetch a model's or run's artifacts into a fresh temporary folder."""
+    def log_figure(self, figure: Figure, artifact_file: str) -> None:
+        """Log a matplotlib figure as an image, its texts (titles, axis labels, legends, annotations) redacted first;
+        tick labels come from the plotted data when it is drawn: keep user text out of them."""
+        from matplotlib.text import Text
+
+        for text in figure.findobj(Text):
+            text.set_text(self.redactor.text(text.get_text()))
+        self.client.log_figure(self.run_id, figure, artifact_file)
+
     target = Path(tempfile.mkdtemp(prefix="adapterflow-"))
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target)))
 
