@@ -57,12 +57,12 @@ TAG_MLFLOW_RUN = "adapterflow.mlflow_run_id"
 TAG_TRAIN_ROWS = "adapterflow.train_rows"
 TAG_EVAL_ROWS = "adapterflow.eval_rows"
 
-ALIAS_CHALLENGER = "challenger"
-ALIAS_CHAMPION = "champion"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # decides the UI's view of an experiment
 EXPERIMENT_KIND = "custom_model_development"  # the model-training view (runs, metrics, charts), not the GenAI one
 SYSTEM_METRICS_INTERVAL_S = 5.0  # seconds between system metric samples during training
 
+ALIAS_CHALLENGER = "challenger"
+ALIAS_CHAMPION = "champion"
 ALIAS_PREVIOUS_CHAMPION = "previous-champion"
 
 METRIC_BATCH = 900  # MLflow accepts at most 1000 entities per log_batch call
@@ -102,10 +102,10 @@ def ensure_experiment(client: MlflowClient, name: str, home: Home) -> str:
     open in MLflow's model-training view (an experiment made before that tag existed gets it too)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
-        return experiment.experiment_id
-    location = None
         if EXPERIMENT_KIND_TAG not in experiment.tags:
             client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        return experiment.experiment_id
+    location = None
     if uses_embedded_mlflow(home):
         location = (home.mlflow_artifacts / name).as_uri()
     return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
@@ -232,6 +232,15 @@ class RunTracker:
     def log_table(self, frame: pd.DataFrame, artifact_file: str) -> None:
         self.client.log_table(self.run_id, data=self.redactor.frame(frame), artifact_file=artifact_file)
 
+    def log_figure(self, figure: Figure, artifact_file: str) -> None:
+        """Log a matplotlib figure as an image, its texts (titles, axis labels, legends, annotations) redacted first;
+        tick labels come from the plotted data when it is drawn: keep user text out of them."""
+        from matplotlib.text import Text
+
+        for text in figure.findobj(Text):
+            text.set_text(self.redactor.text(text.get_text()))
+        self.client.log_figure(self.run_id, figure, artifact_file)
+
     def log_dataset(self, uri: str, name: str, context: str, digest: str) -> None:
         """Record a dataset as a run input (the UI's Datasets column) by reference: no rows are loaded."""
         with warnings.catch_warnings():
@@ -251,15 +260,6 @@ def _tracking_logger() -> logging.Logger | logging.LoggerAdapter:
 
 def download_artifacts(uri: str) -> Path:
     """Fetch a model's or run's artifacts into a fresh temporary folder."""
-    def log_figure(self, figure: Figure, artifact_file: str) -> None:
-        """Log a matplotlib figure as an image, its texts (titles, axis labels, legends, annotations) redacted first;
-        tick labels come from the plotted data when it is drawn: keep user text out of them."""
-        from matplotlib.text import Text
-
-        for text in figure.findobj(Text):
-            text.set_text(self.redactor.text(text.get_text()))
-        self.client.log_figure(self.run_id, figure, artifact_file)
-
     target = Path(tempfile.mkdtemp(prefix="adapterflow-"))
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target)))
 
