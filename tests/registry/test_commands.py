@@ -21,6 +21,27 @@ SYSTEM_PROMPT = "You answer questions about the claims desk."
 
 
 @pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite database with its tables made once: creating them takes seconds per test."""
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) -> Home:
+    """conftest's fresh ADAPTERFLOW_HOME and embedded MLflow store, started from a copy of the empty store."""
+    import shutil
+
+    home = Home(tmp_path / "home")
+    home.root.mkdir()
+    shutil.copy(empty_store, home.mlflow_db)
+    monkeypatch.setenv("ADAPTERFLOW_HOME", str(home.root))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", home.embedded_tracking_uri)
+    return home
+
+
+@pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """A trained LoRA artifact as training leaves it (weights, tokenizer, manifest), with a recorded system prompt."""
     from peft import LoraConfig, get_peft_model
@@ -160,3 +181,72 @@ def test_generate_loads_the_version_as_served_with_its_system_prompt(add_version
     assert result.output.strip()  # the tiny model's three tokens
     missing = invoke("generate", "models:/m@nobody", "hi")
     assert missing.exit_code == 2 and "no alias 'nobody'" in missing.output
+
+
+def test_register_tags_lineage_records_the_system_prompt_and_reports_identical_retrains(
+    home: Home, artifact: Path, tiny_model_dir: Path,
+) -> None:
+    import shutil
+
+    from adapterflow.methods.artifacts import MANIFEST, adapter_identity
+    from adapterflow.models.base import load_tokenizer
+    from adapterflow.records import DataTable, EvalResult, RunContext, SplitResult, TrainResult
+    from adapterflow.tokenization import apply_template_choice, tokenizer_fingerprint
+    from adapterflow.tracking import download_artifacts
+    from schemas.pipeline import PipelineConfig
+    from tasks.register import register
+    from tests.conftest import ASSETS
+
+    cached = home.cache / "adapters" / "k1"
+    shutil.copytree(artifact.parent / "trained", cached / "adapter")  # as training left it: no prompt recorded
+    trained = TrainResult(key="k1", uri=f"{home.cache}/adapters/k1", metrics={})
+    table = DataTable(path="x", rows=8, task="sft")
+    split = SplitResult(train=table, eval=table.model_copy(update={"rows": 2}), fingerprint="f" * 64, uri="u")
+    evaluation = EvalResult(metrics={"base": {"perplexity": 30.0}, "candidate": {"perplexity": 20.0}},
+                            champion_version=None, samples_path=None)
+    config = PipelineConfig.model_validate({"name": "m", "base_model": str(tiny_model_dir),
+                                            "data": {"sources": [{"path": str(ASSETS / "chat.jsonl")}]},
+                                            "tokenize": {"system_prompt": SYSTEM_PROMPT}})
+    client = MlflowClient()
+    experiment = client.create_experiment("reg", artifact_location=str(home.root / "mlartifacts"))
+
+    def run_context() -> RunContext:
+        return RunContext(run_name="r", run_dir=str(home.root), home=str(home.root), experiment="reg",
+                          mlflow_run_id=client.create_run(experiment).info.run_id, config_sha256="c" * 64,
+                          storage=str(home.cache))
+
+    first_run = run_context()
+    first = register.fn(trained, evaluation, tiny_base(tiny_model_dir), split, config, first_run)
+    assert (first.version, first.identical) == ("1", False)
+    tags = client.get_model_version("m", "1").tags
+    tokenizer = load_tokenizer(tiny_model_dir)
+    apply_template_choice(tokenizer, config.tokenize.chat_template)  # what the tokenize stage hashes
+    assert tags["adapterflow.tokenizer_sha256"] == tokenizer_fingerprint(tokenizer)
+    assert (tags["adapterflow.train_rows"], tags["adapterflow.eval_rows"]) == ("8", "2")
+    assert tags["adapterflow.mlflow_run_id"] == first_run.mlflow_run_id
+    registered = download_artifacts("models:/m/1") / "artifacts" / "adapter"
+    assert tags["adapterflow.adapter_sha256"] == adapter_identity(tiny_base(tiny_model_dir).sha256, registered)
+    assert json.loads((registered / MANIFEST).read_text())["prompting"] == {"system_prompt": SYSTEM_PROMPT}
+    assert "prompting" not in json.loads((cached / "adapter" / MANIFEST).read_text())  # the cache is untouched
+
+    retrain = run_context()
+    again = register.fn(trained, evaluation, tiny_base(tiny_model_dir), split, config, retrain)
+    assert (again.version, again.identical, again.model_uri) == ("1", True, "models:/m/1")
+    assert [v.version for v in client.search_model_versions("name='m'")] in (["1"], [1])
+    assert client.get_run(retrain.mlflow_run_id).data.tags["adapterflow.identical_to"] == "models:/m/1"
+    other = config.model_copy(update={"tokenize": config.tokenize.model_copy(update={"system_prompt": "Be brief."})})
+    changed = register.fn(trained, evaluation, tiny_base(tiny_model_dir), split, other, run_context())
+    assert (changed.version, changed.identical) == ("2", False)  # another system prompt: another model
+
+
+def test_rollback_plan_copes_with_a_champion_moved_outside_adapterflow() -> None:
+    from adapterflow.errors import UsageError
+    from adapterflow.registry.history import parse_history, plan_rollback, with_champion
+
+    history = with_champion(with_champion([], "1", "t1", "a", ""), "2", "t2", "a", "")
+    assert with_champion(history, "2", "t3", "a", "") == history  # no entry for a move to itself
+    moved = plan_rollback("m", history, "5")  # champion set to v5 in the MLflow UI
+    assert (moved.from_version, moved.to_version, moved.previous) == ("5", "2", "1")
+    assert parse_history(None, "3", "2") == [{"version": "2"}, {"version": "3"}]  # promoted before the history tag
+    with pytest.raises(UsageError, match="only champion on record"):
+        plan_rollback("m", [{"version": "3"}], "3")
