@@ -100,6 +100,33 @@ class Storage:
             _s3_upload_folder(staging, self.uri(kind, key), marker)
         return _install(staging, self.local_dir(kind, key), marker)
 
+    def upload(self, folder: Path, kind: str, key: str, marker: str) -> None:
+        """Copy a local folder that stays where it is to `<kind>/<key>` of a remote store, its marker last."""
+        if self.is_remote:
+            _s3_upload_folder(folder, self.uri(kind, key), marker)
+
+    def remote_keys(self, kind: str, prefix: str) -> list[str]:
+        """The keys `<prefix>/<name>` of the folders under `<kind>/<prefix>/` in a remote store (none locally)."""
+        if not self.is_remote:
+            return []
+        return [f"{prefix}/{name}" for name in _s3_list_folders(f"{self.uri(kind, prefix)}/")]
+
+    def has(self, kind: str, key: str, marker: str) -> bool:
+        """Whether the store holds a complete `<kind>/<key>` (its marker exists), here or remotely."""
+        if (self.local_dir(kind, key) / marker).is_file():
+            return True
+        return self.is_remote and _s3_exists(f"{self.uri(kind, key)}/{marker}")
+
+    def remove(self, kind: str, key: str, marker: str | None = None) -> None:
+        """Delete `<kind>/<key>` here and in a remote store; the marker first, so no reader takes what is left for
+        complete."""
+        local = self.local_dir(kind, key)
+        if marker is not None:
+            (local / marker).unlink(missing_ok=True)
+        shutil.rmtree(local, ignore_errors=True)
+        if self.is_remote:
+            _s3_delete_folder(self.uri(kind, key), marker)
+
     def fetch(self, uri: str) -> Path:
         """A local folder with the content of a URI this store handed out (downloaded once per machine)."""
         if not uri.startswith(self.root + "/"):
@@ -240,6 +267,26 @@ def _s3_download_folder(uri: str, target: Path) -> None:
             _s3_call("download", uri, lambda k=item["Key"], p=path: client.download_file(bucket, k, str(p)))
     if not found:
         raise AdapterflowError(f"{uri} is empty or missing in the store", hint="run the pipeline again to rebuild it")
+
+
+def _s3_list_folders(uri: str) -> list[str]:
+    """The names of the "folders" directly under an s3://bucket/prefix/ URI."""
+    bucket, prefix = _split(uri)
+    pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+    return [entry["Prefix"][len(prefix) :].rstrip("/")
+            for page in _s3_call("list", uri, lambda: list(pages)) for entry in page.get("CommonPrefixes", [])]
+
+
+def _s3_delete_folder(uri: str, marker: str | None) -> None:
+    client = s3_client()
+    bucket, prefix = _split(uri)
+    if marker is not None:
+        _s3_call("delete", uri, lambda: client.delete_object(Bucket=bucket, Key=f"{prefix}/{marker}"))
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+    for page in _s3_call("list", uri, lambda: list(pages)):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            _s3_call("delete", uri, lambda k=keys: client.delete_objects(Bucket=bucket, Delete={"Objects": k}))
 
 
 def run_storage(run: RunContext) -> Storage:

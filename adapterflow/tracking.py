@@ -51,6 +51,8 @@ TAG_RUN_NAME = "adapterflow.run_name"
 TAG_RUN_KIND = "adapterflow.kind"  # finetune | data-check
 TAG_WARM_START = "adapterflow.warm_start_from"  # models:/NAME/VERSION a warm-started training continued
 TAG_FAILURE = "adapterflow.failure"  # why a failed run failed (the error's message, redacted)
+TAG_CHECKPOINT = "adapterflow.checkpoint"  # the newest complete training checkpoint: the run can be resumed
+TAG_RESUMED = "adapterflow.resumed"  # how many times an interrupted run was resumed
 TAG_TOKENIZER_SHA = "adapterflow.tokenizer_sha256"  # tokenizer + chat template (tokenization.tokenizer_fingerprint)
 TAG_ADAPTER_SHA = "adapterflow.adapter_sha256"  # a version's trained content (methods.artifacts.adapter_identity)
 TAG_MLFLOW_RUN = "adapterflow.mlflow_run_id"
@@ -131,11 +133,13 @@ class RunTracker:
     from everything but metrics before it is logged (keys are our own names and stay as they are)."""
 
     def __init__(self, run_id: str, client: MlflowClient | None = None, pii: PiiConfig | None = None,
-                 metric_buffer: MetricBuffer | None = None) -> None:
+                 metric_buffer: MetricBuffer | None = None, resumed: bool = False) -> None:
         self.run_id = run_id
         self.client = client or MlflowClient()
         self.redactor = Redactor(pii)
         self.metric_buffer = metric_buffer or MetricBuffer(metric_buffer_path(Home.from_env(), run_id))
+        self.resumed = resumed
+        self._logged_through: dict[str, int] = {}
 
     @classmethod
     def for_run(cls, run: RunContext, client: MlflowClient | None = None) -> RunTracker:
@@ -149,7 +153,22 @@ class RunTracker:
         entities = [Metric(key, float(value), timestamp, step) for key, value in metrics.items() if value is not None]
         for metric in entities:  # a bad metric fails here, not after it waited out an outage in the buffer
             _validate_metric(metric.key, metric.value, metric.timestamp, metric.step)
+        if self.resumed:  # steps a resumed training recomputes were logged by the interrupted attempt: once each
+            entities = [metric for metric in entities if metric.step > self.last_logged_step(metric.key)]
         self._send_metrics(entities)
+
+    def last_logged_step(self, key: str) -> int:
+        """The last step of `key` in the run (-1 when none), read once per key; -1 when MLflow can't say (an
+        outage): then the step is logged again rather than lost."""
+        if key not in self._logged_through:
+            try:
+                history = self.client.get_metric_history(self.run_id, key)
+            except Exception as error:
+                if not classify_failure(error).transient:
+                    raise
+                return -1
+            self._logged_through[key] = max((metric.step for metric in history), default=-1)
+        return self._logged_through[key]
 
     def flush_metrics(self, deadline_s: float = FLUSH_DEADLINE_S, sleep: Callable[[float], None] = time.sleep) -> None:
         """Deliver the buffered metrics, retrying with backoff for up to `deadline_s`; then fail saying where

@@ -35,14 +35,16 @@ def load_training_stages():  # noqa: ANN201
 def finetune(config: PipelineConfig) -> dict[str, Any]:
     """Fine-tune an adapter on domain data, evaluate it, register it and promote it if it passes the gate.
 
-    base model -> (one run per registered model at a time) check changes: a no-op when nothing changed ->
+    (one run per registered model at a time; an interrupted run of the same config goes on in its MLflow run and
+    from its newest training checkpoint) base model -> check changes: a no-op when nothing changed ->
     data (ingest ... tokenize, see flows/data.py) -> train -> evaluate (both on the GPU pool in distributed
     mode, see flows/gpu.py) -> register -> promote, all logged to one MLflow run; returns the run summary.
     """
     configure_environment()
-    run = start_tracking(config)
-    base = prepare_base_model(config.base_model, run)
+    # the slot first: a run of this config that was interrupted (and only such a run) is resumed by start_tracking
     with one_retrain_at_a_time(config.registered_model_name, config.execution.retrain_lock_timeout_s):
+        run = start_tracking(config)
+        base = prepare_base_model(config.base_model, run)
         change = check_changes(config, base, run)
         if not change.retrain:
             return finish_unchanged(run, unchanged_summary(run, config, {"base_model": base, "check_changes": change}))

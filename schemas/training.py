@@ -53,7 +53,9 @@ class TrainingConfig(StrictModel):
     fit_memory: bool = Field(
         True, description="when the memory estimate says the configured micro-batch won't fit, train with what "
         "does: sdpa attention, then smaller micro-batches with more accumulation steps (the same effective "
-        "batch), then gradient checkpointing; false: stop instead (single-process runs; several processes stop)"
+        "batch), then gradient checkpointing; and when CUDA still runs out of memory while training, halve the "
+        "micro-batch, double accumulation and go on from the newest checkpoint; false: stop instead with advice "
+        "(single-process runs; several processes stop)"
     )
     packing: bool = Field(
         True, description="pack examples into shared rows without cross-attention (no padding); off, and for "
@@ -67,6 +69,12 @@ class TrainingConfig(StrictModel):
         "12% faster LoRA steps on CPU here); adamw_8bit needs bitsandbytes on CUDA"
     )
     logging_steps: int = Field(5, ge=1, description="log training metrics every N steps")
+    checkpoint_steps: int | None = Field(
+        100, ge=1, description="save a checkpoint (trained weights, optimizer, scheduler, RNG states, data position) "
+        "every N optimizer steps in the run's store; a retry or a new run of the same config after a crash goes on "
+        "from the newest one; None: no checkpoints"
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="how many of the newest checkpoints to keep while training")
     seed: int = Field(42, description="seed of initialisation, shuffling and dropout")
     distributed: DistributedConfig = Field(
         default_factory=DistributedConfig, description="multi-process (multi-GPU) training"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from mlflow.entities import RunStatus
+from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prefect import task
@@ -25,8 +25,8 @@ from adapterflow.retrain import TAG_SKIPPED
 from adapterflow.stage import is_transient, stage_logger
 from adapterflow.storage import Storage
 from adapterflow.tracking import (
-    TAG_CODE_VERSION, TAG_CONFIG_SHA, TAG_FAILURE, TAG_FLOW_RUN, TAG_RUN_KIND, TAG_RUN_NAME, RunTracker, code_version,
-    ensure_experiment, flatten_params,
+    TAG_CHECKPOINT, TAG_CODE_VERSION, TAG_CONFIG_SHA, TAG_FAILURE, TAG_FLOW_RUN, TAG_RESUMED, TAG_RUN_KIND,
+    TAG_RUN_NAME, RunTracker, code_version, ensure_experiment, flatten_params,
 )
 from schemas.data import PiiConfig
 from schemas.pipeline import PipelineConfig
@@ -39,25 +39,52 @@ def new_run_name() -> str:
 def open_run(
     config: PipelineConfig, home: Home, flow_run_id: str, kind: str = "finetune", client: MlflowClient | None = None
 ) -> RunContext:
-    """Create the run folder and the MLflow run; log the resolved config, redacted, as params and as a YAML artifact."""
+    """Create the run folder and the MLflow run, or reopen the run of this config that was interrupted after a
+    training checkpoint; log the resolved config, redacted, as params and as a YAML artifact."""
     client = client or MlflowClient()
     resolved = config.model_dump(mode="json")
     config_sha = sha256_json(resolved)
-    run_name = new_run_name()
-    run_dir = home.run_dir(run_name)
     experiment_id = ensure_experiment(client, config.name, home)
-    tags = {TAG_CONFIG_SHA: config_sha, TAG_CODE_VERSION: code_version(), TAG_FLOW_RUN: flow_run_id, TAG_RUN_NAME: run_name,
-            TAG_RUN_KIND: kind}
-    mlflow_run = client.create_run(experiment_id, run_name=run_name, tags=tags)  # hashes, ids and names of ours
-    tracker = RunTracker(mlflow_run.info.run_id, client, config.data.pii)
+    interrupted = interrupted_run(client, experiment_id, config_sha) if kind == "finetune" else None
+    if interrupted is not None:
+        run_id, run_name = interrupted.info.run_id, interrupted.data.tags[TAG_RUN_NAME]
+        client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        client.set_tag(run_id, TAG_FLOW_RUN, flow_run_id)
+        client.set_tag(run_id, TAG_RESUMED, str(int(interrupted.data.tags.get(TAG_RESUMED, "0")) + 1))
+        if TAG_FAILURE in interrupted.data.tags:
+            client.delete_tag(run_id, TAG_FAILURE)
+        stage_logger().info("resuming MLflow run %s (%s), interrupted after checkpoint %s", run_id, run_name,
+                            interrupted.data.tags[TAG_CHECKPOINT])
+    else:
+        run_name = new_run_name()
+        tags = {TAG_CONFIG_SHA: config_sha, TAG_CODE_VERSION: code_version(), TAG_FLOW_RUN: flow_run_id,
+                TAG_RUN_NAME: run_name, TAG_RUN_KIND: kind}
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id  # hashes, ids, our names
+    run_dir = home.run_dir(run_name)
+    tracker = RunTracker(run_id, client, config.data.pii)
     tracker.log_params(flatten_params(tracker.redactor.value(resolved)))  # redacted before flattening cuts values
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     tracker.log_artifact(run_dir / "config.yaml", "config")
     return RunContext(
-        run_name=run_name, run_dir=str(run_dir), home=str(home.root), mlflow_run_id=mlflow_run.info.run_id,
+        run_name=run_name, run_dir=str(run_dir), home=str(home.root), mlflow_run_id=run_id,
         experiment=config.name, config_sha256=config_sha, storage=Storage.resolve(config.execution.storage, home).root,
         pii=config.data.pii,
     )
+
+
+def interrupted_run(client: MlflowClient, experiment_id: str, config_sha: str) -> Run | None:
+    """The newest training run of this config when it did not finish (failed, or still marked running after its
+    process was killed) and saved a training checkpoint; None otherwise.
+
+    The caller holds the model's retrain slot, so a run marked running is not running anywhere.
+    """
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{TAG_CONFIG_SHA}` = '{config_sha}' and tags.`{TAG_RUN_KIND}` = 'finetune'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )
+    if not runs or runs[0].info.status not in ("RUNNING", "FAILED") or TAG_CHECKPOINT not in runs[0].data.tags:
+        return None
+    return runs[0]
 
 
 @task(name="start_tracking", retries=3, retry_delay_seconds=5, cache_policy=NO_CACHE)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
 
 from adapterflow.devices import select_device, select_precision
 from adapterflow.errors import AdapterflowError
@@ -15,10 +18,14 @@ from adapterflow.stage import stage, stage_logger
 from adapterflow.storage import Storage, run_storage
 from adapterflow.registry import ChampionRef, find_champion
 from adapterflow.tracking import TAG_METHOD, TAG_WARM_START, RunTracker
-from adapterflow.training.trainer import train_adapter
+from adapterflow.methods.memory_plan import halve_micro_batch, out_of_memory_advice
+from adapterflow.training.checkpoints import CheckpointPlan, discard_checkpoints, newest_checkpoint
+from adapterflow.training.trainer import TrainingOutcome, TrainingOutOfMemory, free_accelerator_memory, train_adapter
 from schemas.pipeline import PipelineConfig
+from schemas.training import TrainingConfig
 
 METRICS_FILE = "metrics.json"  # written last: its presence marks a complete adapter folder
+CHECKPOINT_SETTINGS = {"checkpoint_steps", "keep_checkpoints"}  # where training stops safely, not what it learns
 
 
 def adapter_key(
@@ -29,7 +36,7 @@ def adapter_key(
     numerics, the identity of the adapter a warm start continues from, and the code and libraries that train."""
     return cache_key(
         "adapter", code_key(__name__), tokenized.key, base.sha256, config.base_model.dtype, config.method.model_dump(),
-        config.training.model_dump(), config.tokenize.chat_template, precision, device, start,
+        config.training.model_dump(exclude=CHECKPOINT_SETTINGS), config.tokenize.chat_template, precision, device, start,
     )
 
 
@@ -59,6 +66,7 @@ def train_or_reuse(
     champion = warm_start_artifact(config, base)
     start = adapter_identity(champion.base_sha256, champion.adapter_dir) if champion else None
     key = adapter_key(tokenized, base, config, precision, device.type, start)
+    checkpoints = checkpoint_plan(config.training, storage, key)  # also without the cache: a retry goes on
     if not config.execution.cache:  # a fresh adapter under a key of its own: stored folders are never replaced
         key = f"{key}-{uuid.uuid4().hex[:8]}"
     started_from = f"models:/{config.registered_model_name}/{champion.version}" if champion else None
@@ -81,13 +89,52 @@ def train_or_reuse(
         outcome = train_adapter_distributed(tokenized_dir, base, config.method, config.training, device, precision,
                                             staging, tracker.run_id if tracker else None, **options)
     else:
-        outcome = train_adapter(tokenized_dir, base, config.method, config.training, device, precision, staging,
-                                tracker, **options)
-    shutil.rmtree(staging / "checkpoints", ignore_errors=True)
+        outcome = train_resumably(tokenized_dir, base, config, device, precision, staging, tracker, checkpoints,
+                                  options)
     metrics = outcome.metrics | {"train/precision_bf16": float(precision == "bf16")}
     (staging / METRICS_FILE).write_text(json.dumps({"metrics": metrics, "history": outcome.history}, indent=2))
     storage.publish(staging, "adapters", key, METRICS_FILE)
+    if checkpoints is not None:
+        discard_checkpoints(checkpoints)
     return TrainResult(key=key, uri=uri, metrics=metrics, warm_start_from=started_from)
+
+
+def checkpoint_plan(training: TrainingConfig, storage: Storage, key: str) -> CheckpointPlan | None:
+    """Checkpoints of single-process training, named by the adapter's key (torchrun launches keep none)."""
+    if training.checkpoint_steps is None or training.distributed.num_processes > 1:
+        return None
+    return CheckpointPlan(storage, key, training.checkpoint_steps, training.keep_checkpoints)
+
+
+def train_resumably(
+    tokenized_dir: Path, base: BaseModelRef, config: PipelineConfig, device: torch.device, precision: str,
+    staging: Path, tracker: RunTracker | None, checkpoints: CheckpointPlan | None, options: dict[str, Any],
+) -> TrainingOutcome:
+    """Train from the newest complete checkpoint, if there is one; after a CUDA out-of-memory, go on with half the
+    micro-batch and twice the accumulation (training.fit_memory) until the micro-batch is 1."""
+    training = config.training
+    while True:
+        resume_from = newest_checkpoint(checkpoints) if checkpoints else None
+        if resume_from is not None:
+            stage_logger().info("resuming training from its checkpoint at step %s (%s)",
+                                resume_from.name.removeprefix("checkpoint-"), resume_from)
+        if resume_from is not None and tracker is not None:
+            tracker = RunTracker(tracker.run_id, tracker.client, resumed=True)
+        try:
+            return train_adapter(tokenized_dir, base, config.method, training, device, precision, staging, tracker,
+                                 checkpoints=checkpoints, resume_from=resume_from, **options)
+        except TrainingOutOfMemory as error:
+            smaller = halve_micro_batch(error.training)
+            if not training.fit_memory or smaller is None:
+                raise out_of_memory_advice(error.training, device.type) from error.__cause__
+            stage_logger().warning(
+                "out of memory on %s with batch_size %d x %d accumulation steps: going on with %d x %d (the same "
+                "effective batch)", device.type, error.training.batch_size, error.training.gradient_accumulation_steps,
+                smaller.batch_size, smaller.gradient_accumulation_steps)
+            if tracker is not None:
+                tracker.log_metrics({"memory/oom_batch_size": float(smaller.batch_size)})
+            training = smaller
+            free_accelerator_memory(device)
 
 
 @stage("train", retries=1, retry_delay_seconds=30, tags=["gpu"])

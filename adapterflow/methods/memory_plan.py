@@ -11,11 +11,13 @@ Only when none of these fits does training stop, with the numbers and what else 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from adapterflow.errors import AdapterflowError
 from adapterflow.methods.memory import MemoryEstimate, check_fits, format_bytes
+from schemas.training import TrainingConfig
 
 MAX_TAG_CHARS = 8000  # MLflow's limit on a tag's value
 SCORE_KEEPING_KERNELS = ("eager",)  # attention kernels that keep heads x row x row score matrices for backward
@@ -141,3 +143,27 @@ def _verdict(estimate: MemoryEstimate, available: int) -> str:
     relation = "fits in" if estimate.total <= available else "exceeds"
     return f"estimated {format_bytes(estimate.total)} {relation} {format_bytes(available)} available"
 
+
+def halve_micro_batch(training: TrainingConfig) -> TrainingConfig | None:
+    """After running out of memory: half the micro-batch and twice the accumulation steps (the same effective
+    batch, rounded up for odd sizes); None when the micro-batch is 1 already."""
+    if training.batch_size == 1:
+        return None
+    smaller = training.batch_size // 2
+    accumulation = math.ceil(training.batch_size * training.gradient_accumulation_steps / smaller)
+    return training.model_copy(update={"batch_size": smaller, "gradient_accumulation_steps": accumulation})
+
+
+def out_of_memory_advice(training: TrainingConfig, device: str) -> AdapterflowError:
+    """The error for an out-of-memory that fit_memory may not, or can no longer, work around."""
+    if not training.fit_memory:
+        how = "training.fit_memory: true (halves the micro-batch and goes on from the newest checkpoint), or "
+    else:
+        how = ""
+    return AdapterflowError(
+        f"training ran out of memory on {device} with batch_size {training.batch_size} x "
+        f"{training.gradient_accumulation_steps} accumulation steps"
+        + (" (the smallest micro-batch)" if training.batch_size == 1 else ""),
+        hint=f"try {how}a smaller tokenize.max_length or tokenize.max_length_limit, "
+             "training.gradient_checkpointing: true, method qlora, or a GPU with more memory",
+    )

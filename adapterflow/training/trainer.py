@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -10,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import PrinterCallback, TrainingArguments, set_seed
 
 from adapterflow.devices import select_attention
-from adapterflow.errors import AdapterflowError, NumericalFault
+from adapterflow.errors import AdapterflowError
 from adapterflow.methods.artifacts import save_trained, warm_start_from
 from adapterflow.methods.build import build_trainable, logical_numel, spec_for
 from adapterflow.methods.memory import CPU_HEAP_RETENTION, MemoryEstimate, available_memory, estimate_memory
@@ -24,9 +25,11 @@ from adapterflow.stage import stage_logger
 from adapterflow.tokenization import apply_template_choice
 from adapterflow.tracking import RunTracker
 from adapterflow.training.callbacks import AdaLoraBudget, ThroughputMetrics
+from adapterflow.training.checkpoints import CheckpointPlan, DurableCheckpoints, read_history
 from adapterflow.training.collate import ClassificationCollator, PadToLongest, TokenCounter
 from adapterflow.training.data import TokenDataset
-from adapterflow.training.packing import PackedCollator, next_token_loss
+from adapterflow.training.hf_trainer import AdapterflowTrainer, GlobalTokenCount
+from adapterflow.training.packing import PackedCollator
 from adapterflow.training.progress import ProgressDisplay
 from schemas.method import MethodVariant
 from schemas.training import TrainingConfig
@@ -34,93 +37,19 @@ from schemas.training import TrainingConfig
 PACK_ROWS_OF = 2  # packed rows hold up to this many times max_length tokens (bounds the attention mask)
 
 
-class AdapterflowTrainer(Trainer):
-    """The transformers Trainer with a loss that projects only labelled positions onto the vocabulary, and
-    LoRA+ learning rates.
+class TrainingOutOfMemory(Exception):
+    """The accelerator ran out of memory while training with `training` (the settings the memory plan chose)."""
 
-    The projected loss works for padded and packed batches alike (packed ones carry position_ids and no
-    attention mask). Models that compute their own loss (classifiers, prompt learning, whose virtual tokens
-    shift the positions, and AdaLoRA, whose loss adds a regulariser) keep the Trainer's loss.
-    """
-
-    def __init__(self, *args, projected_loss: bool = True, loraplus_lr_ratio: float | None = None, **kwargs) -> None:  # noqa: ANN002, ANN003
-        super().__init__(*args, **kwargs)
-        self.projected_loss = projected_loss
-        self.loraplus_lr_ratio = loraplus_lr_ratio
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001 - Trainer API
-        if not self.projected_loss:
-            if "position_ids" in inputs:  # packed: with a cache, transformers would skip the per-example mask
-                inputs = {**inputs, "use_cache": False}
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        loss, count = next_token_loss(model, inputs, reduction="sum")
-        # With gradient accumulation the Trainer passes the label count of all micro-batches of the step,
-        # so every token weighs the same whatever micro-batch it is in.
-        denominator = num_items_in_batch if num_items_in_batch is not None else count
-        loss = loss / max(int(denominator), 1)
-        if num_items_in_batch is not None and self.args.average_tokens_across_devices and self.args.world_size > 1:
-            # num_items_in_batch counts the labels of all processes, and DDP averages the gradients over them:
-            # scale back up so that the step's gradient is the mean over every labelled token of the global batch
-            loss = loss * self.args.world_size
-        return (loss, None) if return_outputs else loss
-
-    def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001 - Trainer API
-        """The Trainer's step (forward and backward), stopped at once when its loss or a gradient is not finite:
-        every later step would only spread the fault into the weights."""
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        gradients = [parameter.grad for parameter in model.parameters() if parameter.grad is not None]
-        finite = torch.isfinite(loss).all()
-        if gradients:
-            finite = finite & torch.stack([torch.isfinite(gradient).all() for gradient in gradients]).all()
-        if not bool(finite):  # one device sync per micro-batch
-            raise numerical_fault(self.state.global_step + 1, float(loss), self.state.log_history, self.args)
-        return loss
-
-    def create_optimizer(self, model=None):  # noqa: ANN001 - Trainer API
-        if self.loraplus_lr_ratio is None or self.optimizer is not None:
-            return super().create_optimizer(model)
-        from peft.optimizers import create_loraplus_optimizer
-
-        # LoRA+: the B matrices get loraplus_lr_ratio times the learning rate of the A matrices
-        model = model or self.model
-        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
-        optimizer_kwargs.pop("lr", None)
-        self.optimizer = create_loraplus_optimizer(
-            model=model, optimizer_cls=optimizer_cls, lr=self.args.learning_rate,
-            loraplus_lr_ratio=self.loraplus_lr_ratio, loraplus_weight_decay=self.args.weight_decay, **optimizer_kwargs,
-        )
-        return self.optimizer
+    def __init__(self, training: TrainingConfig) -> None:
+        super().__init__(f"out of memory with batch_size {training.batch_size}")
+        self.training = training
 
 
-def numerical_fault(step: int, loss: float, history: list[dict[str, float]], args: TrainingArguments) -> NumericalFault:
-    """The error for a non-finite loss or gradient: where, the last finite loss, and what usually causes it."""
-    logged = [(entry["step"], entry["loss"]) for entry in history if "loss" in entry and math.isfinite(entry["loss"])]
-    last = f"last finite logged loss {logged[-1][1]:.4f} at step {logged[-1][0]}" if logged else "no finite loss logged yet"
-    what = f"the loss is {loss}" if not math.isfinite(loss) else f"a gradient is NaN or Inf (loss {loss:.4g})"
-    precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
-    return NumericalFault(
-        f"training stopped at optimizer step {step}: {what}; {last}; nothing was saved or registered",
-        hint=f"likely causes: a learning rate too high (training.learning_rate, now {args.learning_rate:g}), "
-             f"{precision} overflow (training.precision: bf16 or fp32 instead of fp16), no gradient clipping "
-             "(training.max_grad_norm), or extreme rows in the data",
-    )
-
-
-class GlobalTokenCount(TrainerCallback):
-    """Sums the token counts of all processes at every log (all processes log at the same steps), so that
-    tokens/s and the padding share describe the whole data-parallel run rather than one process."""
-
-    def __init__(self, local: TokenCounter) -> None:
-        self.local = local
-        self.total = TokenCounter()
-
-    def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.sync(args.device)
-
-    def sync(self, device: torch.device) -> None:
-        counts = torch.tensor([self.local.real, self.local.padded], dtype=torch.int64, device=device)
-        torch.distributed.all_reduce(counts)
-        self.total.real, self.total.padded = int(counts[0]), int(counts[1])
+def free_accelerator_memory(device: torch.device) -> None:
+    """Return what a failed training held (its model, optimizer and activations are unreachable now)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 @dataclass
@@ -187,8 +116,10 @@ def distributed_arguments(config: TrainingConfig, device: torch.device) -> dict[
 
 def training_arguments(
     config: TrainingConfig, precision: str, device: torch.device, output_dir: Path, learning_rate: float, packed: bool,
+    save_steps: int | None = None,
 ) -> TrainingArguments:
-    """Map adapterflow's training section onto the Trainer's arguments."""
+    """Map adapterflow's training section onto the Trainer's arguments; checkpoints every `save_steps` steps
+    into `output_dir` (adapterflow.training.checkpoints marks, copies and prunes them)."""
     arguments = dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=config.batch_size,
@@ -208,7 +139,9 @@ def training_arguments(
         train_sampling_strategy="random" if packed else "group_by_length",
         logging_steps=config.logging_steps,
         logging_first_step=True,
-        save_strategy="no",
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        save_total_limit=None,  # pruned once the newer one is complete, never before
         report_to=[],
         seed=config.seed,
         data_seed=config.seed,
@@ -242,9 +175,13 @@ def train_adapter(
     label_names: list[str] | None = None,
     base_dtype: str = "auto",
     init_from: str | None = None,
+    checkpoints: CheckpointPlan | None = None,
+    resume_from: Path | None = None,
 ) -> TrainingOutcome:
     """Train `method` on the tokenized train split; save what it trained, the tokenizer and a manifest.
-    `init_from`: a trained artifact of the same method to continue from (warm start).
+    `init_from`: a trained artifact of the same method to continue from (warm start). `checkpoints`: where and
+    how often to save checkpoints; `resume_from`: a complete checkpoint to go on from (weights, optimizer,
+    scheduler, RNG states, step and data position).
 
     With `config.distributed.num_processes` > 1 every process of a torchrun launch calls this (see
     adapterflow.training.distributed); only the main one logs and saves.
@@ -276,22 +213,28 @@ def train_adapter(
     # model FLOPs utilisation is per GPU: the global tokens' FLOPs are shared among the processes
     metrics_callback = ThroughputMetrics(counter, device, tracker, flops_per_token / config.distributed.num_processes)
     progress = ProgressDisplay(metrics_callback)
+    if resume_from is not None:  # the curve so far, for the stored adapter's history
+        metrics_callback.history = read_history(resume_from)
+    durable = [DurableCheckpoints(checkpoints, tracker, metrics_callback.history)] if checkpoints else []
     learning_rate = config.learning_rate or method.default_learning_rate
     trainer = AdapterflowTrainer(
         model=model,
-        args=training_arguments(fitted, precision, device, output_dir / "checkpoints", learning_rate, packed),
+        args=training_arguments(fitted, precision, device, checkpoints.local_root if checkpoints else output_dir,
+                                learning_rate, packed, checkpoints.every_steps if checkpoints else None),
         train_dataset=dataset,
         data_collator=collator,
         # ProgressDisplay after metrics_callback: it shows the tokens/s that one has just measured
         callbacks=[*([global_tokens] if global_tokens else []), metrics_callback, progress,
-                   *([AdaLoraBudget()] if method.type == "adalora" else [])],
+                   *([AdaLoraBudget()] if method.type == "adalora" else []), *durable],
         projected_loss=task != "classification" and not method.prompt_learning and method.type != "adalora",
         loraplus_lr_ratio=getattr(method, "loraplus_lr_ratio", None),
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the metrics go to MLflow instead
     logging.getLogger("transformers.trainer").setLevel(logging.WARNING)
     try:
-        result = trainer.train()
+        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except torch.OutOfMemoryError as error:
+        raise TrainingOutOfMemory(fitted) from error
     finally:
         progress.close()
     if global_tokens:

@@ -1,0 +1,142 @@
+"""Training checkpoints that survive a crash, kept in the run's store under `checkpoints/<adapter key>/`.
+
+The Trainer writes each `checkpoint-<step>` folder: the trained weights, optimizer, scheduler, gradient scaler,
+RNG states and its state (global step, from which it finds the data position again). A checkpoint counts only
+once adapterflow's marker is in it, written after every other file is on disk (and, with an S3 store, uploaded):
+a crash mid-write leaves a folder that resume ignores and removes. The newest `keep` complete checkpoints stay.
+
+The folder is named by the adapter's cache key, so a Prefect retry of the train stage and a new run of the
+same config (same data, settings, code) find it; checkpoints of a finished training are deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from adapterflow.storage import Storage
+from adapterflow.tracking import TAG_CHECKPOINT, RunTracker
+
+MARKER = "adapterflow-complete.json"
+HISTORY = "adapterflow-history.json"  # the training curve up to the checkpoint, for the stored adapter's history
+FOLDER_PREFIX = "checkpoint-"  # the Trainer's folder names
+
+
+@dataclass(frozen=True)
+class CheckpointPlan:
+    """Where and how often one training saves checkpoints."""
+
+    storage: Storage
+    key: str
+    every_steps: int
+    keep: int
+
+    @property
+    def local_root(self) -> Path:
+        """The Trainer's output folder on this machine (for a local store: the store itself)."""
+        return self.storage.local_dir("checkpoints", self.key)
+
+    def folder_key(self, step: int) -> str:
+        return f"{self.key}/{FOLDER_PREFIX}{step}"
+
+
+def checkpoint_step(name: str) -> int | None:
+    """The step of a `checkpoint-<step>` folder name, None for any other name."""
+    suffix = name.removeprefix(FOLDER_PREFIX)
+    return int(suffix) if name.startswith(FOLDER_PREFIX) and suffix.isdigit() else None
+
+
+def local_checkpoints(root: Path) -> dict[int, Path]:
+    """Every `checkpoint-<step>` folder under `root`, complete or not, by step."""
+    if not root.is_dir():
+        return {}
+    return {step: path for path in root.iterdir() if (step := checkpoint_step(path.name)) is not None}
+
+
+def mark_complete(folder: Path, step: int) -> None:
+    """Flush a written checkpoint to disk, then add its marker atomically (written aside, fsynced, renamed)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    staged = folder / f".{MARKER}.tmp"
+    with staged.open("w") as handle:
+        json.dump({"step": step, "time": time.time()}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    staged.replace(folder / MARKER)
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def complete_steps(plan: CheckpointPlan) -> list[int]:
+    """The steps of the complete checkpoints, here or in the store, oldest first."""
+    steps = {step for step, path in local_checkpoints(plan.local_root).items() if (path / MARKER).is_file()}
+    for key in plan.storage.remote_keys("checkpoints", plan.key):
+        step = checkpoint_step(key.rsplit("/", 1)[-1])
+        if step is not None and step not in steps and plan.storage.has("checkpoints", key, MARKER):
+            steps.add(step)
+    return sorted(steps)
+
+
+def newest_checkpoint(plan: CheckpointPlan) -> Path | None:
+    """A local copy of the newest complete checkpoint (downloaded from the store when only it has one), after
+    removing the incomplete folders a crash left here; None when there is none."""
+    for path in local_checkpoints(plan.local_root).values():
+        if not (path / MARKER).is_file():
+            shutil.rmtree(path, ignore_errors=True)
+    steps = complete_steps(plan)
+    if not steps:
+        return None
+    return plan.storage.lookup("checkpoints", plan.folder_key(steps[-1]), MARKER)
+
+
+def prune(plan: CheckpointPlan) -> None:
+    """Keep the newest `plan.keep` complete checkpoints; the older ones go (marker first)."""
+    for step in complete_steps(plan)[: -plan.keep]:
+        plan.storage.remove("checkpoints", plan.folder_key(step), MARKER)
+
+
+def discard_checkpoints(plan: CheckpointPlan) -> None:
+    """Delete every checkpoint of a training that finished: its adapter is stored, they are no longer needed."""
+    for step in complete_steps(plan):
+        plan.storage.remove("checkpoints", plan.folder_key(step), MARKER)
+    shutil.rmtree(plan.local_root, ignore_errors=True)
+
+
+def read_history(folder: Path) -> list[dict[str, float]]:
+    """The training curve saved with a checkpoint."""
+    path = folder / HISTORY
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+class DurableCheckpoints(TrainerCallback):
+    """After the Trainer saved a checkpoint: add the curve so far, mark it complete, copy it to a remote store,
+    drop the old ones, and tag the run with it (a run with that tag can be resumed)."""
+
+    def __init__(self, plan: CheckpointPlan, tracker: RunTracker | None, history: list[dict[str, float]]) -> None:
+        self.plan = plan
+        self.tracker = tracker
+        self.history = history
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        folder = self.plan.local_root / f"{FOLDER_PREFIX}{state.global_step}"
+        (folder / HISTORY).write_text(json.dumps([entry for entry in self.history if entry["step"] <= state.global_step]))
+        mark_complete(folder, state.global_step)
+        self.plan.storage.upload(folder, "checkpoints", self.plan.folder_key(state.global_step), MARKER)
+        prune(self.plan)
+        if self.tracker is not None:
+            self.tracker.set_tags({TAG_CHECKPOINT: self.plan.storage.uri("checkpoints",
+                                                                         self.plan.folder_key(state.global_step))})
