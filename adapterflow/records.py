@@ -127,6 +127,9 @@ class EvalResult(StageRecord):
     primary_metric: str = Field("perplexity", description="what the task is judged by: perplexity or macro_f1")
     champion_version: str | None
     samples_path: str | None = Field(description="the samples table's artifact path in the MLflow run")
+    champion_skipped: str | None = Field(None, description="why the champion was not evaluated (when one exists)")
+    baselines: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="references that are not models, e.g. majority: the majority-class baseline")
 
 
 class RegisteredVersion(StageRecord):
@@ -140,6 +143,7 @@ class PromotionResult(StageRecord):
     promoted: bool
     reason: str
     aliases: dict[str, str]
+    reasons: list[str] = Field(default_factory=list, description="every check of the gate: pass or FAIL, with numbers")
 
 
 class ChangeCheck(StageRecord):

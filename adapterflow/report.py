@@ -112,6 +112,8 @@ def render_summary(console: Console, summary: dict[str, Any], ui_command: str) -
                   + (" [dim](identical adapter: no new version registered)[/]"
                      if summary.get("identical_to_existing") else ""))
     console.print(f"  {summary['promotion_reason']}", highlight=False)
+    for line in summary.get("promotion_reasons", []):  # every check of the gate
+        console.print(f"    {line}", highlight=False, markup=False)
     aliases = ", ".join(f"{alias} -> v{version}" for alias, version in sorted(summary["aliases"].items()))
     console.print(f"  aliases: {aliases}", highlight=False)
     timings = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in summary["timings"].items())

@@ -24,13 +24,14 @@ from adapterflow.hashing import cache_key, code_key
 from adapterflow.methods.artifacts import adapter_identity, load_trained, read_manifest
 from adapterflow.methods.build import ModelSpec, load_base
 from adapterflow.models.base import load_tokenizer
+from adapterflow.promotion import MAJORITY, majority_class_metrics
 from adapterflow.records import (
     BaseModelRef, DataTable, EvalResult, RunContext, SplitResult, TokenizedData, TrainResult,
 )
 from adapterflow.registry import ChampionRef, find_champion
 from adapterflow.stage import stage, stage_logger
 from adapterflow.storage import Storage, run_storage
-from adapterflow.tokenization import prompt_messages
+from adapterflow.tokenization import prompt_messages, tokenizer_fingerprint
 from adapterflow.tracking import RunTracker, eval_metric
 from adapterflow.training.data import TokenDataset
 from schemas.pipeline import PipelineConfig
@@ -60,17 +61,41 @@ def contenders(base: BaseModelRef, adapter_dir: Path, champion: ChampionRef | No
     return models
 
 
-def comparable_champion(champion: ChampionRef | None, tokenized: TokenizedData) -> ChampionRef | None:
-    """The champion, when it solves the same task with the same labels; None (and why, logged) otherwise."""
-    if champion is None:
-        return None
+def champion_mismatch(champion: ChampionRef, tokenized: TokenizedData, base: BaseModelRef, adapter_dir: Path) -> str | None:
+    """Why the champion can't be evaluated on this run's eval data (another task, label set, base model,
+    tokenizer or chat template), or None when it can."""
     spec = read_manifest(champion.adapter_dir)[1]
+    problems = []
     if spec.task != tokenized.task or spec.label_names != tokenized.label_names:
-        stage_logger().warning(
-            "champion v%s is a %s model (labels %s), this run trains %s (labels %s): compared with the base model only",
-            champion.version, spec.task, spec.label_names, tokenized.task, tokenized.label_names)
-        return None
-    return champion
+        problems.append(f"it is a {spec.task} model (labels {spec.label_names}), this run trains {tokenized.task} "
+                        f"(labels {tokenized.label_names})")
+    if champion.base_sha256 != base.sha256:
+        problems.append(f"its base model weights differ (sha256 {champion.base_sha256[:12]} vs {base.sha256[:12]})")
+    if tokenizer_fingerprint(load_tokenizer(champion.adapter_dir)) != tokenizer_fingerprint(load_tokenizer(adapter_dir)):
+        problems.append("its tokenizer or chat template differs from this run's")
+    return "; ".join(problems) or None
+
+
+def comparable_champion(
+    champion: ChampionRef | None, tokenized: TokenizedData, base: BaseModelRef, adapter_dir: Path,
+) -> tuple[ChampionRef | None, str | None]:
+    """The champion when it can be evaluated on the same examples; otherwise None and why (logged)."""
+    if champion is None:
+        return None, None
+    mismatch = champion_mismatch(champion, tokenized, base, adapter_dir)
+    if mismatch:
+        stage_logger().warning("champion v%s is not comparable: %s", champion.version, mismatch)
+        return None, f"not comparable: {mismatch}"
+    return champion, None
+
+
+def classifier_baselines(tokenized: TokenizedData, storage: Storage) -> dict[str, dict[str, float]]:
+    """A classifier's reference before it has a champion: the majority class of the eval labels (the base
+    model's head is random, so beating it proves nothing)."""
+    if tokenized.task != "classification":
+        return {}
+    labels = TokenDataset(storage.fetch(tokenized.uri) / "eval.parquet").labels
+    return {MAJORITY: majority_class_metrics(labels.tolist())}
 
 
 def sample_conversations(eval_table: DataTable, count: int, system_prompt: str | None) -> tuple[list, list[str]]:
@@ -159,14 +184,20 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate base, candidate and champion; log `eval/<model>/<metric>` and the samples table."""
     storage = run_storage(run)
-    champion = find_champion(config.registered_model_name) if config.evaluation.compare_champion else None
-    champion = comparable_champion(champion, tokenized)
     eval_table = split.eval.model_copy(update={"path": str(storage.fetch(split.uri) / "eval.parquet")})
     adapter_dir = storage.fetch(trained.uri) / "adapter"
+    if config.evaluation.compare_champion:
+        champion, champion_skipped = comparable_champion(find_champion(config.registered_model_name), tokenized,
+                                                         base, adapter_dir)
+    else:
+        champion, champion_skipped = None, "evaluation.compare_champion is false"
     results = evaluate_contenders(contenders(base, adapter_dir, champion), tokenized, eval_table, config, storage)
     tracker = RunTracker.for_run(run)  # the samples quote eval rows and what the models made of them
     tracker.log_metrics({eval_metric(name, metric): value for name, result in results.items()
                          for metric, value in result["metrics"].items()})
+    baselines = classifier_baselines(tokenized, storage)
+    tracker.log_metrics({eval_metric(name, metric): value for name, values in baselines.items()
+                         for metric, value in values.items()})
     samples_path = None
     if config.evaluation.sample_generations:
         table = samples_table(eval_table, results, config.evaluation.sample_generations,
@@ -182,6 +213,8 @@ def evaluate(
         metrics={name: result["metrics"] for name, result in results.items()},
         primary_metric=primary,
         champion_version=champion.version if champion else None,
+        champion_skipped=champion_skipped,
+        baselines=baselines,
         samples_path=samples_path,
         skipped=all(result.get("skipped") for result in results.values()),
     )

@@ -1,50 +1,19 @@
-"""Promote: move `champion` to the new version only when it beats the current champion (or the base)."""
+"""Promote: move `champion` to the new version only when the policy's every check passes (adapterflow/promotion.py)."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 from mlflow.tracking import MlflowClient
 
+from adapterflow.promotion import Check, GateInputs, PromotionDecision, promotion_decision
 from adapterflow.records import EvalResult, PromotionResult, RegisteredVersion, RunContext
-from adapterflow.registry import set_aliases
-from adapterflow.registry.client import alias_version
+from adapterflow.registry.client import alias_version, move_champion_if_unchanged
 from adapterflow.stage import stage, stage_logger
 from adapterflow.tracking import ALIAS_CHAMPION, ALIAS_PREVIOUS_CHAMPION, RunTracker
-from schemas.registry import HIGHER_IS_BETTER, PromotionPolicy
+from schemas.registry import PromotionPolicy
 
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    promote: bool
-    reason: str
-
-
-def decide_promotion(
-    metrics: dict[str, dict[str, float]], policy: PromotionPolicy, champion_version: str | None,
-    task_metric: str = "perplexity",
-) -> PromotionDecision:
-    """Pure gate: the candidate must improve the metric by the relative margin (lower perplexity and loss,
-    higher accuracy and macro-F1). `task_metric` is the metric of policy `auto`."""
-    metric = task_metric if policy.metric == "auto" else policy.metric
-    if metric not in metrics["candidate"]:
-        return PromotionDecision(False, f"registry.promotion.metric {metric} is not measured for this task "
-                                        f"(measured: {', '.join(sorted(metrics['candidate']))})")
-    sign = -1.0 if metric in HIGHER_IS_BETTER else 1.0
-    candidate = metrics["candidate"][metric]
-    if champion_version is not None and "champion" in metrics:
-        reference, against = metrics["champion"][metric], f"champion v{champion_version}"
-    else:
-        reference, against = metrics["base"][metric], "the base model"
-    if not math.isfinite(candidate):
-        return PromotionDecision(False, f"candidate {metric} is {candidate}: training diverged")
-    gain = sign * (reference - candidate)  # positive when the candidate is better
-    improvement = gain / abs(reference) if reference else (math.inf if gain > 0 else 0.0)
-    comparison = (f"candidate {metric} {candidate:.4g} vs {against} {reference:.4g}: "
-                  f"{improvement:+.2%} improvement, gate needs at least {policy.min_improvement:.2%}")
-    promote = improvement >= policy.min_improvement and gain > 0
-    return PromotionDecision(promote, ("promoted: " if promote else "not promoted: ") + comparison)
+TAG_PROMOTION = "adapterflow.promotion"  # the decision in one line
+TAG_PROMOTION_REASONS = "adapterflow.promotion.reasons"  # every check, one per line
+VALIDATION_METRIC = "data/validation_success"  # logged by tasks/validate.py
 
 
 def promotion_aliases(new_version: str, current_champion: str | None) -> dict[str, str]:
@@ -55,19 +24,69 @@ def promotion_aliases(new_version: str, current_champion: str | None) -> dict[st
     return aliases
 
 
+def champion_moved(evaluated: str | None, now: str | None, version: str) -> Check:
+    """The failed check of a champion that moved between the decision and the alias move."""
+    def named(value: str | None) -> str:
+        return f"v{value}" if value else "no champion"
+
+    return Check("champion_unchanged", False, f"champion was {named(evaluated)} at the decision and "
+                                              f"{named(now)} right before the move: not moved, v{version} stays "
+                                              "challenger; run again to compare with the new champion")
+
+
+def tag_version(client: MlflowClient, registered: RegisteredVersion, decision: PromotionDecision) -> None:
+    client.set_model_version_tag(registered.model_name, registered.version, TAG_PROMOTION, decision.reason)
+    client.set_model_version_tag(registered.model_name, registered.version, TAG_PROMOTION_REASONS,
+                                 "\n".join(decision.reasons))
+
+
+def log_to_run(run: RunContext, promoted: bool, reason: str, reasons: list[str]) -> None:
+    tracker = RunTracker(run.mlflow_run_id)
+    tracker.log_metrics({"registry/promoted": float(promoted)})
+    tracker.set_tags({TAG_PROMOTION: reason, TAG_PROMOTION_REASONS: "\n".join(reasons)})
+
+
 @stage("promote", retries=3, retry_delay_seconds=5)
 def promote(registered: RegisteredVersion, evaluation: EvalResult, policy: PromotionPolicy, run: RunContext) -> PromotionResult:
-    """Apply the gate and move the aliases it allows; log the decision."""
+    """Decide with the registry's state read now, move `champion` only if it is still the version evaluated,
+    and record every reason on the version and the run."""
     client = MlflowClient()
-    name = registered.model_name
+    name, version = registered.model_name, registered.version
     current = alias_version(client, name, ALIAS_CHAMPION)
-    decision = decide_promotion(evaluation.metrics, policy, evaluation.champion_version, evaluation.primary_metric)
+    if current == version and evaluation.champion_version != version:  # a retry after this stage moved it
+        tags = client.get_model_version(name, version).tags
+        reason = tags.get(TAG_PROMOTION, f"v{version} was made champion after evaluation")
+        result = PromotionResult(promoted=True, reason=reason, aliases={},
+                                 reasons=tags.get(TAG_PROMOTION_REASONS, reason).splitlines())
+    else:
+        result = decide_and_move(client, registered, evaluation, policy, run, current)
+    log_to_run(run, result.promoted, result.reason, result.reasons)
+    aliases = {alias: str(v) for alias, v in client.get_registered_model(name).aliases.items()}
+    return result.model_copy(update={"aliases": aliases})
+
+
+def decide_and_move(
+    client: MlflowClient, registered: RegisteredVersion, evaluation: EvalResult, policy: PromotionPolicy,
+    run: RunContext, current: str | None,
+) -> PromotionResult:
+    """The decision on the registry's state read now; the alias moves only if champion is still `current`.
+    The version is tagged before the move, so a retry after the move finds the decision."""
+    validation = client.get_run(run.mlflow_run_id).data.metrics.get(VALIDATION_METRIC)
+    inputs = GateInputs(
+        metrics=evaluation.metrics, task_metric=evaluation.primary_metric, champion=current,
+        evaluated_champion=evaluation.champion_version, champion_skipped=evaluation.champion_skipped,
+        baselines=evaluation.baselines, validation_passed=None if validation is None else validation == 1.0,
+    )
+    decision = promotion_decision(inputs, policy)
+    tag_version(client, registered, decision)
     if decision.promote:
-        set_aliases(client, name, promotion_aliases(registered.version, current))
-    client.set_model_version_tag(name, registered.version, "adapterflow.promotion", decision.reason)
-    tracker = RunTracker(run.mlflow_run_id)
-    tracker.log_metrics({"registry/promoted": float(decision.promote)})
-    tracker.set_tags({"adapterflow.promotion": decision.reason})
-    aliases = {alias: str(version) for alias, version in client.get_registered_model(name).aliases.items()}
-    stage_logger().info(decision.reason)
-    return PromotionResult(promoted=decision.promote, reason=decision.reason, aliases=aliases)
+        moved, now = move_champion_if_unchanged(client, registered.model_name, current,
+                                                promotion_aliases(registered.version, current), decision.reason)
+        if not moved:
+            decision = decision.blocked(champion_moved(current, now, registered.version))
+            tag_version(client, registered, decision)
+    logger = stage_logger()
+    for line in decision.reasons:
+        logger.info(line)
+    logger.info(decision.reason)
+    return PromotionResult(promoted=decision.promote, reason=decision.reason, reasons=decision.reasons, aliases={})

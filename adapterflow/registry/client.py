@@ -151,3 +151,20 @@ def apply_rollback(client: MlflowClient, name: str, rollback: Rollback) -> None:
     else:
         client.set_registered_model_alias(name, ALIAS_PREVIOUS_CHAMPION, rollback.previous)
     client.set_registered_model_tag(name, TAG_CHAMPION_HISTORY, dump_history(rollback.history))
+
+
+def move_champion_if_unchanged(
+    client: MlflowClient, name: str, expected: str | None, aliases: dict[str, str], reason: str = "",
+) -> tuple[bool, str | None]:
+    """Compare-and-set: set `aliases` (a `champion` move) only if `champion` still points at `expected` (None: no
+    champion), read right before the move. Returns (moved, the version champion pointed at when read).
+
+    MLflow has no atomic alias update, so a move in the instant between the read and the write is not caught;
+    concurrent retrains of one model are excluded by the retrain lock, so this guards against the manual moves
+    (promote, rollback) that happen while a run trains and evaluates.
+    """
+    now = alias_version(client, name, ALIAS_CHAMPION)
+    if now != expected:
+        return False, now
+    set_aliases(client, name, aliases, reason)
+    return True, now

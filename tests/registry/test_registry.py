@@ -80,6 +80,7 @@ def test_promotion_moves_champion_and_keeps_the_previous_one(home: Home, adapter
     run = RunContext(run_name="r", run_dir=str(home.root), home=str(home.root),
                      mlflow_run_id=client.create_run(client.create_experiment("p")).info.run_id,
                      experiment="p", config_sha256="c", storage=str(home.cache))
+    client.log_metric(run.mlflow_run_id, "data/validation_success", 1.0)  # the gate requires passed validation
 
     def evaluation(candidate: float) -> EvalResult:
         metrics = {"base": {"perplexity": 30.0}, "champion": {"perplexity": 10.0}, "candidate": {"perplexity": candidate}}
