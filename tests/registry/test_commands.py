@@ -100,7 +100,8 @@ def test_models_list_shows_versions_aliases_metrics_and_lineage(add_version) -> 
     result = invoke("models", "list", "m")
     assert result.exit_code == 0, result.output
     rows = {line.split()[1]: line for line in result.output.splitlines() if line.split()[1:2] in (["1"], ["2"])}
-    assert "champion" in rows["1"] and "12.0000" in rows["1"] and "f" * 12 in rows["1"] and "lora" in rows["1"]
+    assert "champion" in rows["1"] and "12.0000" in rows["1"] and "lora" in rows["1"]
+    assert "f" * 12 in rows["1"] and "e" * 12 in rows["1"]  # dataset fingerprint and eval set, shortened
     assert "11.0000" in rows["2"] and "champion" not in rows["2"]
     unknown = invoke("models", "list", "nope")
     assert unknown.exit_code == 2 and "no registered model 'nope'" in unknown.output
@@ -151,6 +152,7 @@ def test_rollback_walks_back_through_the_champion_history(add_version) -> None:
         assert invoke("promote", "m", version).exit_code == 0
     history = json.loads(MlflowClient().get_registered_model("m").tags[TAG_CHAMPION_HISTORY])
     assert [entry["version"] for entry in history] == ["1", "2", "3"] and history[0]["by"] == current_user()
+    assert history[0]["at"].endswith("+00:00") and history[0]["reason"].startswith("promoted: candidate perplexity 10")
     first = invoke("rollback", "m")
     assert first.exit_code == 0 and "champion v3 -> v2" in first.output
     assert aliases() == {"champion": "2", "previous-champion": "1"}
@@ -237,6 +239,15 @@ def test_register_tags_lineage_records_the_system_prompt_and_reports_identical_r
     other = config.model_copy(update={"tokenize": config.tokenize.model_copy(update={"system_prompt": "Be brief."})})
     changed = register.fn(trained, evaluation, tiny_base(tiny_model_dir), split, other, run_context())
     assert (changed.version, changed.identical) == ("2", False)  # another system prompt: another model
+
+
+def test_logged_metrics_compare_only_on_the_same_eval_set_and_tokenizer() -> None:
+    from adapterflow.registry.versions import not_comparable
+
+    ours = {"adapterflow.eval_set": "e1", "adapterflow.tokenizer_sha256": "t1"}
+    assert not_comparable(ours, dict(ours)) is None
+    assert "another tokenizer and chat template" in not_comparable(ours, ours | {"adapterflow.tokenizer_sha256": "t2"})
+    assert "eval set of the champion is not recorded" in not_comparable(ours, {"adapterflow.tokenizer_sha256": "t1"})
 
 
 def test_rollback_plan_copes_with_a_champion_moved_outside_adapterflow() -> None:
