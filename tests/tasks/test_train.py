@@ -1,0 +1,88 @@
+"""The train stage's recovery from running out of memory: half the micro-batch, twice the accumulation, on from
+the newest checkpoint; or, when that is not allowed or possible, advice instead of a crash."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from adapterflow.errors import AdapterflowError
+from adapterflow.home import Home
+from adapterflow.methods.memory_plan import halve_micro_batch
+from adapterflow.records import BaseModelRef
+from adapterflow.storage import Storage
+from adapterflow.training.hf_trainer import AdapterflowTrainer
+from schemas import load_config
+from schemas.data import LeakageConfig, SplitConfig
+from schemas.tokenize import TokenizeConfig
+from schemas.training import TrainingConfig
+from tasks.split import split_rows
+from tasks.tokenize import tokenize_splits
+from tasks.train import checkpoint_plan, train_resumably
+from tests.conftest import tiny_config, write_config
+from tests.tasks.helpers import filtered, questions
+
+
+def test_halving_keeps_the_effective_batch_and_stops_at_one() -> None:
+    halved = halve_micro_batch(TrainingConfig(batch_size=4, gradient_accumulation_steps=3))
+    assert halved is not None and (halved.batch_size, halved.gradient_accumulation_steps) == (2, 6)
+    odd = halve_micro_batch(TrainingConfig(batch_size=3))
+    assert odd is not None and (odd.batch_size, odd.gradient_accumulation_steps) == (1, 3)
+    assert halve_micro_batch(TrainingConfig(batch_size=1)) is None
+
+
+def out_of_memory_with_batches_over(monkeypatch: pytest.MonkeyPatch, limit: int, after_step: int) -> list[int]:
+    """Micro-batches larger than `limit` run out of memory once training is past `after_step`; returns the batch
+    sizes of every step tried."""
+    original = AdapterflowTrainer.training_step
+    sizes: list[int] = []
+
+    def limited(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001, ANN202
+        sizes.append(self.args.per_device_train_batch_size)
+        if self.state.global_step >= after_step and self.args.per_device_train_batch_size > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, model, inputs, num_items_in_batch)
+
+    monkeypatch.setattr(AdapterflowTrainer, "training_step", limited)
+    return sizes
+
+
+def train_tiny(tmp_path: Path, tiny_model_dir: Path, **training: object):  # noqa: ANN201
+    home = Home(tmp_path / "home")
+    home.cache.mkdir(parents=True, exist_ok=True)
+    storage = Storage.local(home.cache)
+    base = BaseModelRef(name="tiny", path=str(tiny_model_dir), sha256="x")
+    split = split_rows(filtered(tmp_path / "data", questions(24)), SplitConfig(eval_size=0.2, max_eval_rows=None),
+                       LeakageConfig(enabled=False), storage, 1)
+    tokenized = tokenize_splits(split, base, TokenizeConfig(max_length=64), storage)
+    config = load_config(write_config(tmp_path, tiny_config(tiny_model_dir, training={
+        "max_steps": 6, "batch_size": 4, "checkpoint_steps": 2, "logging_steps": 1, **training})))
+    plan = checkpoint_plan(config.training, storage, "adapter-key")
+    return train_resumably(Path(tokenized.uri), base, config, torch.device("cpu"), "fp32", storage.staging_dir("a"),
+                           None, plan, {"max_length": 64})
+
+
+def test_out_of_memory_halves_the_micro_batch_and_goes_on_from_the_newest_checkpoint(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="adapterflow")
+    sizes = out_of_memory_with_batches_over(monkeypatch, limit=2, after_step=3)
+    outcome = train_tiny(tmp_path, tiny_model_dir)
+    assert outcome.metrics["train/steps"] == 6
+    # steps 1-3 at 4 examples, the failed 4th, then from the checkpoint at step 2: 2 micro-batches of 2 per step
+    assert sizes[:4] == [4, 4, 4, 4] and set(sizes[4:]) == {2} and len(sizes[4:]) == 2 * 4
+    assert "going on with 2 x 2 (the same effective batch)" in caplog.text
+    assert "resuming training from its checkpoint at step 2" in caplog.text
+
+
+def test_out_of_memory_without_fit_memory_ends_with_advice(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out_of_memory_with_batches_over(monkeypatch, limit=0, after_step=0)
+    with pytest.raises(AdapterflowError) as raised:
+        train_tiny(tmp_path, tiny_model_dir, fit_memory=False)
+    assert "training ran out of memory on cpu with batch_size 4 x 1 accumulation steps" in str(raised.value)
+    assert "training.fit_memory: true" in raised.value.hint and "gradient_checkpointing" in raised.value.hint
