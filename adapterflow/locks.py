@@ -50,7 +50,7 @@ def one_retrain_at_a_time(model_name: str, timeout_s: float | None) -> Iterator[
     """Hold the model's retrain slot; wait while another run of the same model holds it."""
     name = retrain_limit_name(model_name)
     ensure_limit(name)
-    holder = None if os.environ.get("PREFECT_API_URL") else Home.from_env().root / "locks" / f"{name}.json"
+    holder = Home.from_env().root / "locks" / f"{name}.json" if uses_embedded_prefect() else None
     with ExitStack() as held:
         if holder is not None:
             free_if_holder_died(name, holder)
@@ -66,6 +66,13 @@ def one_retrain_at_a_time(model_name: str, timeout_s: float | None) -> Iterator[
             holder.write_text(json.dumps({"pid": os.getpid()}))
             held.callback(holder.unlink, missing_ok=True)
         yield
+
+
+def uses_embedded_prefect() -> bool:
+    """Whether flows run on Prefect's ephemeral API (no server configured: in the environment or a profile)."""
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url is None
 
 
 def process_alive(pid: int) -> bool:
