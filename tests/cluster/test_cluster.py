@@ -100,7 +100,8 @@ def test_distributed_run_trains_on_the_cuda_pool_through_the_bucket_and_retrains
 ) -> None:
     env, root = cluster["env"], cluster["root"]
     config = tiny_config(tiny_model_dir, execution={"device": "cpu", "mode": "distributed",
-                                                          "pickup_timeout_s": 120})
+                                                          "pickup_timeout_s": 120},
+                         training={"checkpoint_steps": 4})  # checkpoints at steps 4, 8, 12 through the bucket
     config["name"] = MODEL
     config_path = write_config(root, config, "cluster.yaml")
     deployed = cli(env, root / "deployer-home", "deploy", str(config_path))
@@ -130,6 +131,9 @@ def test_distributed_run_trains_on_the_cuda_pool_through_the_bucket_and_retrains
     run = mlflow_run_of(tracking, str(first.id))
     assert run.info.status == "FINISHED"
     assert "eval/candidate/perplexity" in run.data.metrics and "train/loss" in run.data.metrics
+    # the newest checkpoint was uploaded to the bucket, and every checkpoint removed once the adapter was stored
+    assert run.data.tags["adapterflow.checkpoint"] == f"{env['ADAPTERFLOW_STORAGE']}/checkpoints/{key}/checkpoint-12"
+    assert not [k for k in keys if k.startswith("cache/checkpoints/")]
     versions = tracking.search_model_versions(f"name='{MODEL}'")
     assert [str(v.version) for v in versions] == ["1"]
     artifacts = bucket_keys(env, "mlartifacts/")  # through the MLflow server's artifact proxy
