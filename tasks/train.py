@@ -86,8 +86,10 @@ def train_or_reuse(
     if config.training.distributed.num_processes > 1:
         from adapterflow.training.distributed import train_adapter_distributed
 
+        resume_from = resume_point(checkpoints)
         outcome = train_adapter_distributed(tokenized_dir, base, config.method, config.training, device, precision,
-                                            staging, tracker.run_id if tracker else None, **options)
+                                            staging, tracker.run_id if tracker else None, **options,
+                                            checkpoints=checkpoints, resume_from=resume_from)
     else:
         outcome = train_resumably(tokenized_dir, base, config, device, precision, staging, tracker, checkpoints,
                                   options)
@@ -100,10 +102,19 @@ def train_or_reuse(
 
 
 def checkpoint_plan(training: TrainingConfig, storage: Storage, key: str) -> CheckpointPlan | None:
-    """Checkpoints of single-process training, named by the adapter's key (torchrun launches keep none)."""
-    if training.checkpoint_steps is None or training.distributed.num_processes > 1:
+    """Where training keeps its checkpoints: named by the adapter's key; None when training.checkpoint_steps is."""
+    if training.checkpoint_steps is None:
         return None
     return CheckpointPlan(storage, key, training.checkpoint_steps, training.keep_checkpoints)
+
+
+def resume_point(checkpoints: CheckpointPlan | None) -> Path | None:
+    """The newest complete checkpoint to go on from, said in the log; None: training starts from the beginning."""
+    resume_from = newest_checkpoint(checkpoints) if checkpoints else None
+    if resume_from is not None:
+        stage_logger().info("resuming training from its checkpoint at step %s (%s)",
+                            resume_from.name.removeprefix("checkpoint-"), resume_from)
+    return resume_from
 
 
 def train_resumably(
@@ -114,10 +125,7 @@ def train_resumably(
     micro-batch and twice the accumulation (training.fit_memory) until the micro-batch is 1."""
     training = config.training
     while True:
-        resume_from = newest_checkpoint(checkpoints) if checkpoints else None
-        if resume_from is not None:
-            stage_logger().info("resuming training from its checkpoint at step %s (%s)",
-                                resume_from.name.removeprefix("checkpoint-"), resume_from)
+        resume_from = resume_point(checkpoints)
         if resume_from is not None and tracker is not None:
             tracker = RunTracker(tracker.run_id, tracker.client, resumed=True)
         try:

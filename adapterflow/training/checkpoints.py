@@ -6,7 +6,8 @@ once adapterflow's marker is in it, written after every other file is on disk (a
 a crash mid-write leaves a folder that resume ignores and removes. The newest `keep` complete checkpoints stay.
 
 The folder is named by the adapter's cache key, so a Prefect retry of the train stage and a new run of the
-same config (same data, settings, code) find it; checkpoints of a finished training are deleted.
+same config (same data, settings, code) find it; checkpoints of a finished training are deleted. In a torchrun
+launch every process writes its part into the same folder and the main process marks it once all have.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
 
 from adapterflow.storage import Storage
@@ -130,6 +132,8 @@ class DurableCheckpoints(TrainerCallback):
         self.history = history
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()  # every process has written its part (its RNG state, optimizer shard)
         if not state.is_world_process_zero:
             return
         folder = self.plan.local_root / f"{FOLDER_PREFIX}{state.global_step}"

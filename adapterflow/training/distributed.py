@@ -24,6 +24,7 @@ from adapterflow.errors import AdapterflowError
 from adapterflow.methods.memory import MemoryEstimate
 from adapterflow.records import BaseModelRef
 from adapterflow.stage import stage_logger
+from adapterflow.training.checkpoints import CheckpointPlan
 from adapterflow.training.distributed_worker import ERRORS_DIR
 from adapterflow.training.trainer import TrainingOutcome
 from schemas.method import MethodVariant
@@ -51,6 +52,8 @@ def train_adapter_distributed(
     label_names: list[str] | None = None,
     base_dtype: str = "auto",
     init_from: str | None = None,
+    checkpoints: CheckpointPlan | None = None,
+    resume_from: Path | None = None,
 ) -> TrainingOutcome:
     """`train_adapter` on `config.distributed.num_processes` processes; the outcome holds no model (it lived
     in the workers). Raises AdapterflowError naming the first rank that failed and quoting its error."""
@@ -63,6 +66,11 @@ def train_adapter_distributed(
         "device": device.type, "precision": precision, "output_dir": str(output_dir), "mlflow_run_id": mlflow_run_id,
         "chat_template": chat_template, "max_length": max_length, "task": task, "label_names": label_names,
         "base_dtype": base_dtype, "init_from": init_from,
+        "checkpoints": None if checkpoints is None else {
+            "root": checkpoints.storage.root, "key": checkpoints.key, "every_steps": checkpoints.every_steps,
+            "keep": checkpoints.keep,
+        },
+        "resume_from": str(resume_from) if resume_from else None,
     }
     spec_path = output_dir / SPEC_FILE
     spec_path.write_text(json.dumps(spec, indent=2))

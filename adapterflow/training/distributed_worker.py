@@ -51,19 +51,31 @@ def train_rank(spec: dict[str, Any], rank: int) -> TrainingOutcome:
     # transformers, peft and mlflow take seconds to import in every process: a bad launch fails before that
     from pydantic import TypeAdapter
 
+    from adapterflow.home import Home
     from adapterflow.records import BaseModelRef
+    from adapterflow.storage import Storage
     from adapterflow.tracking import RunTracker
+    from adapterflow.training.checkpoints import CheckpointPlan
     from adapterflow.training.trainer import train_adapter
     from schemas.method import Method
     from schemas.training import TrainingConfig
 
     run_id = spec["mlflow_run_id"]
+    resume_from = Path(spec["resume_from"]) if spec["resume_from"] else None
+    checkpoints = None
+    if spec["checkpoints"]:
+        settings = spec["checkpoints"]
+        checkpoints = CheckpointPlan(Storage.resolve(settings["root"], Home.from_env()), settings["key"],
+                                     settings["every_steps"], settings["keep"])
+    # rank 0 logs; after a resume, not the steps the interrupted launch logged already
+    tracker = RunTracker(run_id, resumed=resume_from is not None) if rank == 0 and run_id else None
     return train_adapter(
         Path(spec["tokenized_dir"]), BaseModelRef(**spec["base"]), TypeAdapter(Method).validate_python(spec["method"]),
         TrainingConfig.model_validate(spec["config"]), rank_device(spec["device"]), spec["precision"],
-        Path(spec["output_dir"]), RunTracker(run_id) if rank == 0 and run_id else None,
+        Path(spec["output_dir"]), tracker,
         chat_template=spec["chat_template"], max_length=spec["max_length"], task=spec["task"],
         label_names=spec["label_names"], base_dtype=spec["base_dtype"], init_from=spec["init_from"],
+        checkpoints=checkpoints, resume_from=resume_from,
     )
 
 

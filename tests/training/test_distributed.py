@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from adapterflow.errors import AdapterflowError
 from adapterflow.records import BaseModelRef
 from adapterflow.storage import Storage
+from adapterflow.training.checkpoints import CheckpointPlan, complete_steps
 from adapterflow.training.distributed import train_adapter_distributed
 from adapterflow.training.distributed_worker import TEST_FAIL_RANK
 from adapterflow.training.trainer import train_adapter
@@ -85,6 +86,25 @@ def test_two_processes_train_the_adapter_one_process_trains(
     # and alone shows progress, in the launch's log
     log = (tmp_path / "two" / "torchrun.log").read_text()
     assert "rank 0 INFO step 6/6 (100%) loss" in log and "rank 1 INFO step" not in log
+
+
+@pytest.mark.slow  # two torchrun launches: about a minute
+def test_two_processes_checkpoint_together_and_resume_to_the_same_weights(
+    tmp_path: Path, tokenized: tuple[Path, BaseModelRef]
+) -> None:
+    data, base = tokenized
+    plan = CheckpointPlan(Storage.local(tmp_path / "store"), "adapter-key", every_steps=3, keep=2)
+    config = TrainingConfig(batch_size=2, distributed=DistributedConfig(num_processes=2), **TRAINING)
+    whole = train_adapter_distributed(data, base, METHOD, config, CPU, "fp32", tmp_path / "whole", checkpoints=plan)
+    assert complete_steps(plan) == [3, 6]
+    halfway = plan.local_root / "checkpoint-3"
+    assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt", "adapter_model.safetensors"} <= {
+        path.name for path in halfway.iterdir()}  # each process's part was in before the folder was marked
+    resumed = train_adapter_distributed(data, base, METHOD, config, CPU, "fp32", tmp_path / "resumed",
+                                        resume_from=halfway)
+    one, two = adapter_weights(whole.output_dir), adapter_weights(resumed.output_dir)
+    assert all(torch.equal(one[name], two[name]) for name in one)
+    assert [entry["step"] for entry in resumed.history] == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_failing_rank_fails_the_launch_with_its_own_error(
