@@ -106,6 +106,26 @@ def data_check(config: ConfigArg, overrides: SetOption = [], summary_json: Summa
     render_data_check(output, summary, ui_command)
 
 
+eval_set_app = typer.Typer(no_args_is_help=True, help="The frozen eval set each registered model is evaluated on.")
+app.add_typer(eval_set_app, name="eval-set")
+
+
+@eval_set_app.command("refresh")
+def eval_set_refresh(config: ConfigArg, overrides: SetOption = [], summary_json: SummaryOption = None) -> None:  # noqa: B006
+    """Freeze a new eval set from the current data (a data check with data.split.eval_set=refresh); later runs
+    evaluate, and compare with the champion, on it."""
+    from mlflow.tracking import MlflowClient
+
+    from adapterflow.eval_sets import TAG_EVAL_SET
+    from adapterflow.report import render_data_check
+
+    summary, ui_command = _run_flow("data_check", config, [*overrides, "data.split.eval_set=refresh"], summary_json)
+    render_data_check(output, summary, ui_command)
+    eval_set = MlflowClient().get_run(summary["mlflow_run_id"]).data.tags[TAG_EVAL_SET]
+    output.print(f"new frozen eval set {eval_set}: the next run evaluates on it (a run whose data and config are "
+                 "unchanged is skipped; add --set execution.skip_unchanged=false to retrain now)")
+
+
 CronOption = Annotated[str | None, typer.Option("--cron", help="cron schedule, e.g. '0 3 * * 1' (Mondays 03:00)")]
 TimezoneOption = Annotated[str, typer.Option("--timezone", help="time zone of the cron schedule (IANA name)")]
 

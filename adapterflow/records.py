@@ -99,6 +99,8 @@ class SplitResult(StageRecord):
     dropped: dict[str, int] = Field(default_factory=dict, description="eval rows removed as leaked, by kind")
     leak_examples: list[dict] = Field(default_factory=list)
     eval_warning: str | None = Field(None, description="why the eval set left after leakage removal is too small")
+    eval_set: str = Field("", description="id (content hash) of the eval rows: the model's frozen eval set unless resplit")
+    eval_rows_not_in_data: int = Field(0, description="rows of the frozen eval set that this run's data does not hold")
 
 
 class TokenizedData(StageRecord):

@@ -30,7 +30,7 @@ def prepare_data(config: PipelineConfig, base: BaseModelRef, run: RunContext) ->
     redacted = redact(cleaned, data.pii, run)
     deduped = dedup(redacted, data.dedup, workers, run)
     validated = validate(deduped, data.validation, ingested.formats, run)
-    splits = split(deduped, data.split, data.leakage, workers, run)
+    splits = split(deduped, data.split, data.leakage, workers, run, config.registered_model_name)
     tokenized = tokenize(splits, base, config.tokenize, run)
     token_checks = check_tokens(tokenized, data.validation, ingested.table.task == "sft", run)
     report = report_data(ingested, cleaned, redacted, deduped, validated, splits, tokenized, token_checks, run)

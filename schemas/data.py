@@ -176,6 +176,11 @@ class SplitConfig(StrictModel):
         "out when that is fewer (a small dataset); 0: never warn"
     )
     seed: int = Field(0, description="salt of the hash that assigns rows to train or eval")
+    eval_set: Literal["frozen", "refresh", "resplit"] = Field(
+        "frozen", description="frozen: the registered model's first run stores its eval rows and every later run "
+        "evaluates on them (new rows go to train, copies of eval rows leave train); refresh: freeze a new eval set "
+        "from the current data (what `adapterflow eval-set refresh` runs); resplit: split anew every run, store nothing"
+    )
 
     @field_validator("eval_size")
     @classmethod

@@ -12,6 +12,7 @@ from pathlib import Path
 from prefect.runtime import flow_run
 from mlflow.tracking import MlflowClient
 
+from adapterflow.eval_sets import TAG_EVAL_SET
 from adapterflow.evaluation import EVAL_METRICS
 from adapterflow.methods.artifacts import adapter_identity, stage_with_prompting
 from adapterflow.models.base import base_model_provenance, load_tokenizer
@@ -37,6 +38,7 @@ def lineage_tags(base: BaseModelRef, split: SplitResult, config: PipelineConfig,
         TAG_BASE_MODEL: base.name,
         TAG_BASE_MODEL_SHA: base.sha256,
         TAG_DATASET_FINGERPRINT: split.fingerprint,
+        TAG_EVAL_SET: split.eval_set,
         TAG_TRAIN_ROWS: str(split.train.rows),
         TAG_EVAL_ROWS: str(split.eval.rows),
         TAG_CONFIG_SHA: run.config_sha256,

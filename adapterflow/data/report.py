@@ -23,6 +23,7 @@ def data_counts(
     """Counts at every stage with each drop reason; `reconciled` checks that every input row is accounted for."""
     dropped = {**cleaned.dropped, **redacted.dropped, **deduped.dropped, **splits.dropped, **tokenized.dropped}
     accounted = ingested.quarantined + sum(dropped.values()) + tokenized.train_rows + tokenized.eval_rows
+    accounted -= splits.eval_rows_not_in_data  # frozen eval rows the data no longer holds are no input rows
     return {
         "input_rows": ingested.input_rows,
         "quarantined": ingested.quarantined,

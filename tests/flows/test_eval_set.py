@@ -1,0 +1,37 @@
+"""`adapterflow eval-set refresh`: a new frozen eval set from the current data, recorded for the next runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from adapterflow.cli import app
+from adapterflow.eval_sets import TAG_EVAL_SET, find_eval_set
+from adapterflow.home import Home
+from adapterflow.storage import Storage
+from tests.conftest import ASSETS, tiny_config, write_config
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def test_refresh_freezes_a_new_eval_set_from_grown_data(tmp_path: Path, tiny_model_dir: Path) -> None:
+    # the session's MLflow and home (a fresh store costs seconds): a model name of this test's own keeps it apart
+    name = f"refresh-{tmp_path.name}"
+    small = tiny_config(tiny_model_dir, sources=[{"path": str(ASSETS / "alpaca.jsonl")}], name=name)
+    grown = tiny_config(tiny_model_dir, name=name)  # alpaca.jsonl and chat.jsonl
+    runner = CliRunner()
+    first = runner.invoke(app, ["data", "check", str(write_config(tmp_path, small, "small.yaml"))])
+    assert first.exit_code == 0, first.output
+    store = Storage.resolve(None, Home.from_env())
+    frozen = find_eval_set(MlflowClient(), store, name)
+
+    refreshed = runner.invoke(app, ["eval-set", "refresh", str(write_config(tmp_path, grown, "grown.yaml"))])
+    assert refreshed.exit_code == 0, refreshed.output
+    new = find_eval_set(MlflowClient(), store, name)
+    assert new.id != frozen.id and f"new frozen eval set {new.id}" in refreshed.output
+    runs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name(name).experiment_id],
+                                      order_by=["attributes.start_time DESC"], max_results=1)
+    assert runs[0].data.tags[TAG_EVAL_SET] == new.id
