@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from unittest.mock import patch
 
 from adapterflow.errors import AdapterflowError
 from adapterflow.hashing import cache_key, sha256_files
@@ -93,20 +94,22 @@ def materialise_builtin(name: str, home: Home) -> Path:
 
     stage_logger().info("materialising the builtin %s once: %s", name, base_model_provenance(name))
     bars_were_on = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()  # the one-off conversion's raw tqdm bar is noise in a run's log
+    transformers_logging.disable_progress_bar()  # the one-off conversion's raw tqdm bars are noise in a run's log
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_name)
-        gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_name, dtype=torch.float32)
+        # the GGUF reader's own bar ignores that switch: its tqdm, for this call only, passes the tensors through
+        with patch("transformers.modeling_gguf_pytorch_utils.tqdm", lambda iterable, **_: iterable):
+            tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_name)
+            gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_name, dtype=torch.float32)
+        # A model loaded from GGUF refuses save_pretrained; a fresh model with its weights does not.
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source, gguf_file=gguf_name))
+        model.load_state_dict(gguf_model.state_dict())
+        home.models.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=home.models))
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     finally:
         if bars_were_on:
             transformers_logging.enable_progress_bar()
-    # A model loaded from GGUF refuses save_pretrained; a fresh model with its weights does not.
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source, gguf_file=gguf_name))
-    model.load_state_dict(gguf_model.state_dict())
-    home.models.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=home.models))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
     manifest = {"name": name, "source": f"{package}/{gguf_name}", "provenance": base_model_provenance(name),
                 "sha256": sha256_files(_weight_files(staging))}
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))

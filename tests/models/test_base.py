@@ -39,11 +39,13 @@ def test_a_missing_folder_is_an_error_never_a_download_and_remote_code_is_refuse
 
 
 @pytest.mark.slow
-def test_builtin_smollm2_is_materialised_once_as_safetensors(tmp_path: Path) -> None:
+def test_builtin_smollm2_is_materialised_once_as_safetensors(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     home = Home(tmp_path)
     reference = resolve_base_model(BaseModelConfig(), home)
+    printed = "".join(capfd.readouterr())
+    assert "%|" not in printed and "it/s" not in printed  # no raw progress bars from the conversion or the save
     folder = Path(reference.path)
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     assert json.loads((folder / MANIFEST).read_text())["sha256"] == reference.sha256
