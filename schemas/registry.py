@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from schemas.base import StrictModel
 
-LOWER_IS_BETTER = ("loss", "perplexity")
+LOWER_IS_BETTER = ("loss", "perplexity", "general_perplexity", "forgetting")  # forgetting: change vs the base
 HIGHER_IS_BETTER = ("accuracy", "macro_f1", "rouge_l", "chrf", "bleu", "exact_match")
 Direction = Literal["lower", "higher"]
 CHECK_VALIDATION = "validation_passed"
@@ -42,8 +42,9 @@ class GuardMetric(StrictModel):
         "relative", description="relative: max_regression is a share of the reference's value (0.02 = 2%); "
                                 "absolute: in the metric's own units")
     direction: Literal["auto", "lower", "higher"] = Field(
-        "auto", description="which way the metric improves; auto knows loss, perplexity, accuracy, macro_f1, "
-                            "rouge_l, chrf, bleu, exact_match (also as the last part of a name like forgetting/loss)")
+        "auto", description="which way the metric improves; auto knows loss, perplexity, general_perplexity, "
+                            "forgetting, accuracy, macro_f1, rouge_l, chrf, bleu, exact_match (also as the last part "
+                            "of a name like forgetting/loss)")
 
     @model_validator(mode="after")
     def _direction_known(self) -> GuardMetric:

@@ -125,6 +125,18 @@ def test_guards_limit_regression_relative_or_absolute() -> None:
     assert not tight.promote and "regression +0.02, allowed at most 0.01 (absolute)" in tight.reason
 
 
+def test_forgetting_is_a_guard_against_the_champion() -> None:
+    values = metrics(9.0, champion=10.0)  # 10% better than the champion on the primary metric
+    values["candidate"]["forgetting"], values["champion"]["forgetting"] = 0.12, 0.04  # change of general perplexity
+    guard = GuardMetric(metric="forgetting", max_regression=0.05, regression="absolute")
+    decision = decide(values, PromotionPolicy(guards=[guard]), champion="2")
+    assert not decision.promote
+    assert "FAIL guard forgetting: candidate forgetting 0.12 vs champion v2 0.04: regression +0.08, allowed at most " \
+        "0.05 (absolute)" in decision.reasons
+    assert decide(values, PromotionPolicy(guards=[guard.model_copy(update={"max_regression": 0.1})]),
+                  champion="2").promote
+
+
 def test_a_guard_on_a_metric_that_was_not_measured_blocks_instead_of_crashing() -> None:
     guard = GuardMetric(metric="forgetting/perplexity", max_regression=0.1)
     decision = decide(metrics(12.0), PromotionPolicy(guards=[guard]))
@@ -283,11 +295,11 @@ def test_a_candidate_past_any_guard_is_never_promoted(
 @settings(max_examples=150, deadline=None)
 @given(policies, st.sampled_from(NAMES), st.sampled_from([math.nan, math.inf, -math.inf]), st.floats(0.01, 100))
 def test_a_non_finite_metric_is_never_promoted(policy: PromotionPolicy, metric: str, bad: float, reference: float) -> None:
-    good = reference * 3 if metric_direction(metric) == "higher" else reference / 100  # far better than the base
-    policy = policy.model_copy(update={"threshold": None, "guards": []})
+    good = reference * 3 if metric_direction(metric) == "higher" else reference / 1000  # far better than the base
+    policy = policy.model_copy(update={"threshold": None, "guards": [], "metric": "perplexity", "direction": "auto"})
 
     def decided(value: float, **update) -> bool:
-        values = {"base": {"perplexity": 100.0, metric: reference}, "candidate": {"perplexity": 1.0, metric: value}}
+        values = {"base": {"perplexity": 100.0, metric: reference}, "candidate": {"perplexity": 0.1, metric: value}}
         return promotion_decision(GateInputs(metrics=values, validation_passed=True),
                                   policy.model_copy(update=update)).promote
 

@@ -35,8 +35,10 @@ def test_classifier_is_judged_by_macro_f1_and_labels_texts_from_the_registry(
     assert {"accuracy", "macro_f1", "loss"} <= set(candidate)
     assert candidate["loss"] < base["loss"]
     assert "macro_f1" in summary["promotion_reason"]
+    assert "vs the majority-class baseline" in " ".join(summary["promotion_reasons"])  # not the random head
     run = MlflowClient().get_run(summary["mlflow_run_id"])
     assert "eval/candidate/macro_f1" in run.data.metrics and "memory/estimate_total_mb" in run.data.metrics
+    assert "eval/majority/macro_f1" in run.data.metrics
 
     model = mlflow.pyfunc.load_model(summary["model_uri"])
     labelled = model.predict(pd.DataFrame({"text": ["What does `len` do?", "Return the number of items."]}))
