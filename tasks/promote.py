@@ -53,7 +53,10 @@ def promote(registered: RegisteredVersion, evaluation: EvalResult, policy: Promo
     client = MlflowClient()
     name, version = registered.model_name, registered.version
     current = alias_version(client, name, ALIAS_CHAMPION)
-    if current == version and evaluation.champion_version != version:  # a retry after this stage moved it
+    if registered.identical:  # no new version: the existing one was gated when it was registered
+        reason = f"not promoted: no new version, the adapter is identical to v{version}"
+        result = PromotionResult(promoted=False, reason=reason, reasons=[reason], aliases={})
+    elif current == version and evaluation.champion_version != version:  # a retry after this stage moved it
         tags = client.get_model_version(name, version).tags
         reason = tags.get(TAG_PROMOTION, f"v{version} was made champion after evaluation")
         result = PromotionResult(promoted=True, reason=reason, aliases={},

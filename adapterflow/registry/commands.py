@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from adapterflow.errors import AdapterflowError, UsageError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 console = Console(stderr=True, soft_wrap=True)
 output = Console(soft_wrap=True)
@@ -28,7 +31,8 @@ def _fail(error: AdapterflowError) -> typer.Exit:
     return typer.Exit(code=error.exit_code)
 
 
-def _client():
+def _client() -> MlflowClient:
+    """The registry client, on the embedded store unless MLFLOW_TRACKING_URI names another (imported late)."""
     from adapterflow.home import configure_environment
 
     configure_environment()
@@ -175,7 +179,8 @@ def promote(
                  f"{was} -> v{number}", highlight=False)
 
 
-def _champion(client, name: str) -> str | None:
+def _champion(client: MlflowClient, name: str) -> str | None:
+    """The current champion's version; an unknown model is a usage error."""
     from adapterflow.registry.client import alias_version
     from adapterflow.registry.versions import registered_model
     from adapterflow.tracking import ALIAS_CHAMPION

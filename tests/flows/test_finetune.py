@@ -72,15 +72,16 @@ def test_first_run_registers_and_promotes_then_retrain_is_gated(tmp_path: Path, 
     assert client.get_run(unchanged["mlflow_run_id"]).data.tags["adapterflow.skipped"] == "unchanged"
     assert [str(v.version) for v in client.search_model_versions("name='tiny-assistant'")] == ["1"]
 
-    second = run_flow(config_path, ["execution.skip_unchanged=false"])
-    assert second["model_version"] == "2"
-    assert second["promoted"] is False and "champion v1" in second["promotion_reason"]
-    assert second["aliases"]["challenger"] == "2" and second["aliases"]["champion"] == "1"
+    second = run_flow(config_path, ["execution.skip_unchanged=false"])  # same data and config: same adapter
+    assert second["model_version"] == "1" and second["identical_to_existing"] is True  # reported, not registered
+    assert second["promoted"] is False and "identical to v1" in second["promotion_reason"]
+    assert second["aliases"] == {"challenger": "1", "champion": "1"}
     assert {"tokenize", "train"} <= set(second["skipped"])
-    assert second["metrics"]["champion"] == second["metrics"]["candidate"]  # same data and config: same adapter
+    assert second["metrics"]["champion"] == second["metrics"]["candidate"]
+    assert "not promoted" not in client.get_model_version("tiny-assistant", "1").tags["adapterflow.promotion"]
 
     warm = run_flow(config_path, ["training.warm_start=champion"])  # continues from champion v1's adapter
-    assert warm["model_version"] == "3" and "train" not in warm["skipped"]
+    assert warm["model_version"] == "2" and "train" not in warm["skipped"]
     assert client.get_run(warm["mlflow_run_id"]).data.tags["adapterflow.warm_start_from"] == "models:/tiny-assistant/1"
 
 

@@ -261,3 +261,10 @@ def test_rollback_plan_copes_with_a_champion_moved_outside_adapterflow() -> None
     assert parse_history(None, "3", "2") == [{"version": "2"}, {"version": "3"}]  # promoted before the history tag
     with pytest.raises(UsageError, match="only champion on record"):
         plan_rollback("m", [{"version": "3"}], "3")
+
+
+def test_age_is_told_in_the_largest_unit_that_fits() -> None:
+    from adapterflow.registry.commands import age
+
+    now = 1_000_000.0
+    assert [age(int((now - seconds) * 1000), now) for seconds in (5, 300, 7200, 3 * 86400)] == ["5 s", "5 min", "2 h", "3 d"]
