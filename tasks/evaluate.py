@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from adapterflow.comparison import add_forgetting, comparison_table, correctness, log_comparison_plots, score_generations
 from adapterflow.data.tables import iter_rows
 from adapterflow.devices import select_device, select_precision
 from adapterflow.evaluation import classification_metrics, generate_answers, response_perplexity
+from adapterflow.forgetting import general_perplexity, load_general_passages
 from adapterflow.hashing import cache_key, code_key
 from adapterflow.methods.artifacts import adapter_identity, load_trained, read_manifest
 from adapterflow.methods.build import ModelSpec, load_base
@@ -120,11 +122,15 @@ def evaluate_contenders(
     precision = select_precision(config.training.precision, device)
     settings = config.evaluation
     conversations, _ = sample_conversations(eval_table, settings.sample_generations, config.tokenize.system_prompt)
+    passages = [] if tokenized.task == "classification" or not settings.general_passages else \
+        load_general_passages(settings.general_set, settings.general_passages)
     dataset = TokenDataset(storage.fetch(tokenized.uri) / "eval.parquet")
+    # the general set by content, not by path; generation scores are computed from the stored answers
+    scored_settings = settings.model_dump(mode="json", exclude={"general_set", "generation_metrics"})
     results: dict[str, dict] = {}
     for contender in models:
-        key = cache_key("eval", code_key(__name__), contender.identity, tokenized.key, conversations,
-                        settings.model_dump(), config.base_model.dtype, precision, device.type)
+        key = cache_key("eval", code_key(__name__), contender.identity, tokenized.key, conversations, passages,
+                        scored_settings, config.base_model.dtype, precision, device.type)
         if not config.execution.cache:  # a fresh result under a key of its own: stored folders are never replaced
             key = f"{key}-{uuid.uuid4().hex[:8]}"
         cached = storage.lookup("evaluations", key, RESULT_FILE) if config.execution.cache else None
@@ -140,7 +146,10 @@ def evaluate_contenders(
             packed = contender.adapter_dir is None or not read_manifest(contender.adapter_dir)[0].prompt_learning
             metrics = response_perplexity(model, dataset, tokenizer.pad_token_id, settings.batch_size, device,
                                           precision, packed=packed)
-            answers = generate_answers(model, tokenizer, conversations, settings.max_new_tokens, device, precision)
+            answers = generate_answers(model, tokenizer, conversations, settings.max_new_tokens, device, precision,
+                                       settings.generation_batch_size)
+            if passages:
+                metrics |= general_perplexity(model, tokenizer, passages, settings.batch_size, device, precision)
         results[contender.name] = {"metrics": metrics, "answers": answers}
         staging = storage.staging_dir("evaluation")
         (staging / RESULT_FILE).write_text(json.dumps(results[contender.name], indent=2))
@@ -161,20 +170,31 @@ def load_contender(contender: Contender, tokenized: TokenizedData, device):  # n
     return load_base(contender.base_path, spec, device).eval(), tokenizer
 
 
-def samples_table(
-    eval_table: DataTable, results: dict[str, dict], count: int, system_prompt: str | None, label_names: list[str],
-) -> pd.DataFrame:
+def comparison_examples(
+    eval_table: DataTable, count: int, system_prompt: str | None, label_names: list[str],
+) -> tuple[str, list[str], list[str]]:
+    """(input column name, inputs, references) of the first `count` eval examples the models answered."""
     if eval_table.task == "classification":  # the rows tokenization kept (labels seen in training), in order
         rows = list(islice((row for row in iter_rows(eval_table) if row["label"] in label_names), count))
-        table = {"text": [row["text"] for row in rows], "reference": [row["label"] for row in rows]}
-        for name, result in results.items():
-            table[name] = result["answers"][: len(rows)]
-        return pd.DataFrame(table)
+        return "text", [row["text"] for row in rows], [row["label"] for row in rows]
     conversations, references = sample_conversations(eval_table, count, system_prompt)
-    table = {"prompt": [c[-1]["content"] for c in conversations], "reference": references}
-    for name, result in results.items():
-        table[name] = result["answers"][: len(conversations)]
-    return pd.DataFrame(table)
+    return "prompt", [c[-1]["content"] for c in conversations], references
+
+
+def compare_side_by_side(
+    eval_table: DataTable, results: dict[str, dict], config: PipelineConfig, label_names: list[str],
+) -> pd.DataFrame:
+    """Score every model's answers (generation metrics, or correctness for classifiers), add forgetting to its
+    metrics, and return the comparison table of the same examples."""
+    settings = config.evaluation
+    column, inputs, references = comparison_examples(eval_table, settings.sample_generations,
+                                                     config.tokenize.system_prompt, label_names)
+    if eval_table.task == "classification":
+        per_example = correctness(results, references)
+    else:
+        per_example = score_generations(results, references, settings.generation_metrics)
+    add_forgetting(results)
+    return comparison_table(inputs, references, results, per_example, column)
 
 
 @stage("evaluate", retries=1, tags=["gpu"])
@@ -192,6 +212,7 @@ def evaluate(
     else:
         champion, champion_skipped = None, "evaluation.compare_champion is false"
     results = evaluate_contenders(contenders(base, adapter_dir, champion), tokenized, eval_table, config, storage)
+    table = compare_side_by_side(eval_table, results, config, tokenized.label_names)
     tracker = RunTracker.for_run(run)  # the samples quote eval rows and what the models made of them
     tracker.log_metrics({eval_metric(name, metric): value for name, result in results.items()
                          for metric, value in result["metrics"].items()})
@@ -199,11 +220,10 @@ def evaluate(
     tracker.log_metrics({eval_metric(name, metric): value for name, values in baselines.items()
                          for metric, value in values.items()})
     samples_path = None
-    if config.evaluation.sample_generations:
-        table = samples_table(eval_table, results, config.evaluation.sample_generations,
-                              config.tokenize.system_prompt, tokenized.label_names)
+    if len(table):
         tracker.log_table(table, SAMPLES_ARTIFACT)
         samples_path = SAMPLES_ARTIFACT
+    log_comparison_plots(tracker, {name: result["metrics"] for name, result in results.items()})
     logger = stage_logger()
     primary = "macro_f1" if tokenized.task == "classification" else "perplexity"
     for name, result in results.items():

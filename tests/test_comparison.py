@@ -13,6 +13,7 @@ from adapterflow.comparison import (
     METRIC_BARS_ARTIFACT,
     add_forgetting,
     comparison_table,
+    correctness,
     log_comparison_plots,
     score_generations,
 )
@@ -95,3 +96,12 @@ def test_log_figure_redacts_every_text_on_the_figure(home: Home, monkeypatch: py
     assert axis.get_title() == "loss with <SECRET:HF_TOKEN>"
     assert all(TOKEN not in text.get_text() for text in figure.findobj(lambda artist: hasattr(artist, "get_text")))
     assert [item.path for item in client.list_artifacts(run_id)] == ["figure.png"]
+
+
+def test_classifiers_get_a_correct_column_per_model_next_to_the_text() -> None:
+    models = {"base": {"metrics": {}, "answers": ["spam", "spam"]},
+              "candidate": {"metrics": {}, "answers": ["ham", "spam"]}}
+    table = comparison_table(["hello", "win money"], ["ham", "spam"], models,
+                             correctness(models, ["ham", "spam"]), input_column="text")
+    assert list(table.columns) == ["text", "reference", "base", "base/correct", "candidate", "candidate/correct"]
+    assert table["base/correct"].tolist() == [0.0, 1.0] and table["candidate/correct"].tolist() == [1.0, 1.0]
