@@ -116,11 +116,17 @@ def ensure_experiment(client: MlflowClient, name: str, home: Home) -> str:
 @contextmanager
 def system_metrics(run_id: str, interval_s: float = SYSTEM_METRICS_INTERVAL_S) -> Iterator[None]:
     """Log CPU, memory, disk, network and (with pynvml and a GPU) GPU use as `system/...` metrics of the run while
-    the block runs; steps continue after an earlier monitored block (a retried or resumed training)."""
+    the block runs; steps continue after an earlier monitored block (a retried or resumed training). Monitoring is
+    an extra: when MLflow can't be reached to start it, the block runs unmonitored."""
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s, resume_logging=True,
-                                   tracking_uri=tracking_uri())
+    try:
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s, resume_logging=True,
+                                       tracking_uri=tracking_uri())
+    except Exception as error:  # noqa: BLE001 - whatever stops the monitor must not stop training
+        _tracking_logger().warning("system metrics are not logged for this block: %s", classify_failure(error).reason)
+        yield
+        return
     monitor.start()
     try:
         yield

@@ -24,6 +24,7 @@ from adapterflow.records import RunContext
 from adapterflow.retrain import TAG_SKIPPED
 from adapterflow.stage import is_transient, stage_logger
 from adapterflow.storage import Storage
+from adapterflow.summary_artifact import publish_summary_artifact
 from adapterflow.tracking import (
     TAG_CHECKPOINT, TAG_CODE_VERSION, TAG_CONFIG_SHA, TAG_FAILURE, TAG_FLOW_RUN, TAG_RESUMED, TAG_RUN_KIND,
     TAG_RUN_NAME, RunTracker, code_version, ensure_experiment, flatten_params,
@@ -113,6 +114,7 @@ def close_run(run: RunContext, summary: dict[str, Any], metrics_deadline_s: floa
 @task(name="finish_tracking", retries=3, retry_delay_seconds=5, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
 def finish_tracking(run: RunContext, summary: dict[str, Any]) -> None:
     close_run(run, summary)
+    publish_summary_artifact(summary, run.pii)  # the flow run's page in Prefect shows the outcome, redacted
 
 
 @task(name="finish_unchanged", retries=3, retry_delay_seconds=5, cache_policy=NO_CACHE)

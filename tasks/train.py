@@ -17,7 +17,7 @@ from adapterflow.records import BaseModelRef, RunContext, TokenizedData, TrainRe
 from adapterflow.stage import stage, stage_logger
 from adapterflow.storage import Storage, run_storage
 from adapterflow.registry import ChampionRef, find_champion
-from adapterflow.tracking import TAG_METHOD, TAG_WARM_START, RunTracker
+from adapterflow.tracking import TAG_METHOD, TAG_WARM_START, RunTracker, system_metrics
 from adapterflow.methods.memory_plan import halve_micro_batch, out_of_memory_advice
 from adapterflow.training.checkpoints import CheckpointPlan, discard_checkpoints, newest_checkpoint
 from adapterflow.training.trainer import TrainingOutcome, TrainingOutOfMemory, free_accelerator_memory, train_adapter
@@ -150,7 +150,8 @@ def train(tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, 
     """Train (or reuse) the adapter and log its training metrics."""
     tracker = RunTracker(run.mlflow_run_id)
     tracker.set_tags({TAG_METHOD: config.method.type})
-    result = train_or_reuse(tokenized, base, config, run_storage(run), tracker)
+    with system_metrics(run.mlflow_run_id):  # CPU, memory and GPU use while it trains, as system/* metrics
+        result = train_or_reuse(tokenized, base, config, run_storage(run), tracker)
     tracker.log_metrics(result.metrics)
     tracker.flush_metrics()  # on a GPU worker the buffer lives on that machine: deliver it before handing back
     if result.warm_start_from:

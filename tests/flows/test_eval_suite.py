@@ -1,5 +1,6 @@
 """The eval suite in the real flow: generation scores and forgetting per model, one comparison table, plots,
-and evaluation caches keyed by the general set's content."""
+system metrics during training, the summary as a Prefect artifact, and evaluation caches keyed by the general
+set's content."""
 
 from __future__ import annotations
 
@@ -27,8 +28,11 @@ def run_flow(config_path: Path, overrides: list[str] | None = None) -> dict:
 
 
 def test_models_are_compared_side_by_side_and_the_eval_cache_follows_the_general_sets_content(
-    tmp_path: Path, home: Home, tiny_model_dir: Path,
+    tmp_path: Path, home: Home, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from prefect.artifacts import Artifact
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")  # the tiny model trains in seconds
     same_content = tmp_path / "copy_of_packaged.txt"  # another path, the packaged set's content
     shutil.copy(PACKAGED_GENERAL_SET, same_content)
     # base and candidate only: the champion the first run promotes would be evaluated afresh in the next runs
@@ -59,6 +63,9 @@ def test_models_are_compared_side_by_side_and_the_eval_cache_follows_the_general
     assert len(table["data"]) == 3
     digests = {item.dataset.name: item.dataset.digest for item in client.get_run(run_id).inputs.dataset_inputs}
     assert digests.keys() == {"train", "eval"} and digests["train"] != digests["eval"]  # each side its own
+    assert "system/cpu_utilization_percentage" in logged and "system/system_memory_usage_megabytes" in logged
+    artifact = Artifact.get("adapterflow-summary-tiny-assistant")  # the flow's last act: its summary in Prefect
+    assert artifact is not None and f"MLflow run: `{run_id}`" in artifact.data and "| candidate |" in artifact.data
     experiment = client.get_experiment_by_name("tiny-assistant")
     assert experiment.tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
 
