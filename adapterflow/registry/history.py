@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from adapterflow.errors import UsageError
 
 TAG_CHAMPION_HISTORY = "adapterflow.champion_history"
-MAX_ENTRIES = 40  # keeps the JSON well inside MLflow's 5,000 characters for a tag value
+MAX_CHARS = 5000  # MLflow's registered-model tag column (varchar(5000): Postgres enforces it)
+MAX_REASON_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def with_champion(history: list[dict[str, str]], version: str, at: str, by: str,
     """The history after `version` became champion (unchanged when it already is)."""
     if history and history[-1]["version"] == version:
         return history
-    return [*history, {"version": version, "at": at, "by": by, "reason": reason}][-MAX_ENTRIES:]
+    return [*history, {"version": version, "at": at, "by": by, "reason": reason[:MAX_REASON_CHARS]}]
 
 
 def plan_rollback(name: str, history: list[dict[str, str]], champion: str | None) -> Rollback:
@@ -58,4 +59,7 @@ def plan_rollback(name: str, history: list[dict[str, str]], champion: str | None
 
 
 def dump_history(history: list[dict[str, str]]) -> str:
-    return json.dumps(history, separators=(",", ":"))
+    """The history as the tag stores it; the oldest entries go when it would not fit."""
+    while len(text := json.dumps(history, separators=(",", ":"))) > MAX_CHARS and len(history) > 1:
+        history = history[1:]
+    return text

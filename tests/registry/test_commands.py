@@ -252,7 +252,7 @@ def test_logged_metrics_compare_only_on_the_same_eval_set_and_tokenizer() -> Non
 
 def test_rollback_plan_copes_with_a_champion_moved_outside_adapterflow() -> None:
     from adapterflow.errors import UsageError
-    from adapterflow.registry.history import parse_history, plan_rollback, with_champion
+    from adapterflow.registry.history import dump_history, parse_history, plan_rollback, with_champion
 
     history = with_champion(with_champion([], "1", "t1", "a", ""), "2", "t2", "a", "")
     assert with_champion(history, "2", "t3", "a", "") == history  # no entry for a move to itself
@@ -261,6 +261,11 @@ def test_rollback_plan_copes_with_a_champion_moved_outside_adapterflow() -> None
     assert parse_history(None, "3", "2") == [{"version": "2"}, {"version": "3"}]  # promoted before the history tag
     with pytest.raises(UsageError, match="only champion on record"):
         plan_rollback("m", [{"version": "3"}], "3")
+    long = [{"version": "0"}]
+    for version in range(1, 200):
+        long = with_champion(long, str(version), "2026-11-30T12:00:00+00:00", "someone", "x" * 1000)
+    kept = json.loads(dump_history(long))
+    assert len(dump_history(long)) <= 5000 and kept[-1]["version"] == "199" and len(kept[-1]["reason"]) == 300
 
 
 def test_age_is_told_in_the_largest_unit_that_fits() -> None:
