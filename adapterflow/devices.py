@@ -60,8 +60,18 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
         yield
 
 
-def select_attention(preference: str, device: torch.device, row_length: int = 0) -> str:
-    """The attention kernel: on CPU, eager beats SDPA's unfused path for packed (masked) rows by ~20%."""
+# benchmarks/attention.py (RESULTS.md, "Attention kernels by row length"), LoRA steps of SmolLM2-135M on packed
+# CPU rows, CPU time: eager was faster at 128 and 512 tokens a row (sdpa 0.85x and 0.91x), sdpa at 2,048 (1.65x,
+# and 4.5 GB against eager's 10.3 GB: eager keeps heads x row x row score matrices). Per-token times interpolated
+# linearly cross near 700 tokens; the boundary (not itself measured) sits past that, leaving a margin for the noise.
+CPU_SDPA_FROM_ROW_LENGTH = 1024
+
+
+def select_attention(preference: str, device: torch.device, row_length: int) -> str:
+    """The attention kernel for training rows of `row_length` tokens (packed rows: the packed length). auto: sdpa
+    on CUDA; on CPU eager for short rows, sdpa from CPU_SDPA_FROM_ROW_LENGTH tokens on (measured, see above)."""
     if preference != "auto":
         return preference
-    return "sdpa" if device.type == "cuda" else "eager"
+    if device.type == "cuda" or row_length >= CPU_SDPA_FROM_ROW_LENGTH:
+        return "sdpa"
+    return "eager"

@@ -1,6 +1,6 @@
 """Attention kernels on CPU: eager against sdpa, one LoRA training step, by packed row length.
 
-    python benchmarks/attention.py [--lengths 128 512 1024 2048] [--tokens 2048] [--precision auto]
+    python benchmarks/attention.py [--lengths 128 256 512 1024 2048] [--tokens 2048] [--precision auto]
 
 Each step trains LoRA (r=16, all linear layers) of the packaged SmolLM2-135M-Instruct on `--tokens` tokens in
 rows of the given length, packed as the trainer packs them: two examples per row, position ids restarting at
@@ -9,6 +9,8 @@ projected at labelled positions, AdamW. The same tokens per step at every length
 Each (kernel, length) runs in a fresh process: after a small step that initialises the libraries' lazy state,
 the first full step's peak resident memory above the loaded model is the step's memory (VmHWM, reset through
 /proc/self/clear_refs just before the step, minus VmRSS then), the median of the next steps its time.
+On a machine shared with other work, run it with OMP_NUM_THREADS=1 and compare the CPU-time columns: with more
+threads, OpenMP's spin-waiting while a thread is descheduled inflates CPU time.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def measure(model_dir: str, attention: str, rows: int, length: int, precision: s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 1024, 2048])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[128, 256, 512, 1024, 2048])
     parser.add_argument("--tokens", type=int, default=2048, help="tokens per step (a multiple of every length)")
     parser.add_argument("--steps", type=int, default=2, help="timed steps after the measured first one")
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
@@ -126,18 +128,19 @@ def main() -> None:
     precision = select_precision(args.precision, torch.device("cpu"))
     print(f"LoRA r=16 step of SmolLM2-135M on CPU, {precision}, {args.tokens} tokens per step, "
           f"{torch.get_num_threads()} threads\n")
-    print("seconds per step: wall clock, and the process's CPU time (less sensitive to other work on the machine)")
-    print(f"{'row length':>10} {'eager s':>8} {'sdpa s':>8} {'sdpa/eager':>10} {'eager cpu s':>11} {'sdpa cpu s':>10} "
-          f"{'sdpa/eager':>10} {'eager MiB':>9} {'sdpa MiB':>9}")
+    print("tokens/s of a training step by wall clock, and by the process's CPU time (less sensitive to other work "
+          "on the machine); peak MiB: the step's resident memory above the loaded model")
+    print(f"{'row length':>10} {'eager tok/s':>11} {'sdpa tok/s':>10} {'sdpa/eager':>10} {'eager cpu':>9} "
+          f"{'sdpa cpu':>8} {'sdpa/eager':>10} {'eager MiB':>9} {'sdpa MiB':>9}")
     for length in args.lengths:
         rows = max(1, args.tokens // length)
         result = {kernel: in_child(measure, model_dir, kernel, rows, length, precision, args.steps) for kernel in KERNELS}
-        eager, sdpa = result["eager"], result["sdpa"]
-        print(f"{length:>10} {eager['seconds']:>8.2f} {sdpa['seconds']:>8.2f} {sdpa['seconds'] / eager['seconds']:>10.2f} "
-              f"{eager['cpu_seconds']:>11.2f} {sdpa['cpu_seconds']:>10.2f} "
-              f"{sdpa['cpu_seconds'] / eager['cpu_seconds']:>10.2f} {eager['peak_mib']:>9,.0f} {sdpa['peak_mib']:>9,.0f}",
-              flush=True)
-
+        tokens = rows * length
+        wall = {kernel: tokens / result[kernel]["seconds"] for kernel in KERNELS}
+        cpu = {kernel: tokens / result[kernel]["cpu_seconds"] for kernel in KERNELS}
+        print(f"{length:>10} {wall['eager']:>11,.0f} {wall['sdpa']:>10,.0f} {wall['sdpa'] / wall['eager']:>10.2f} "
+              f"{cpu['eager']:>9,.0f} {cpu['sdpa']:>8,.0f} {cpu['sdpa'] / cpu['eager']:>10.2f} "
+              f"{result['eager']['peak_mib']:>9,.0f} {result['sdpa']['peak_mib']:>9,.0f}", flush=True)
 
 if __name__ == "__main__":
     main()

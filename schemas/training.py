@@ -62,7 +62,8 @@ class TrainingConfig(StrictModel):
         "prompt-learning methods and classification where packing doesn't apply: batches grouped by length"
     )
     attention: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
-        "auto", description="attention kernel; auto: eager on CPU (fastest with packed masks there), sdpa on CUDA"
+        "auto", description="attention kernel; auto: sdpa on CUDA; on CPU eager for short rows, sdpa for long ones "
+                            "(the measured crossover: adapterflow.devices.CPU_SDPA_FROM_ROW_LENGTH)"
     )
     optimizer: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "adafactor", "sgd"] = Field(
         "adamw_torch_fused", description="optimizer (transformers names; fused: one kernel for all parameters, "

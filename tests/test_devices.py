@@ -25,3 +25,15 @@ def test_cuda_without_gpu_is_a_clear_error() -> None:
     with pytest.raises(AdapterflowError, match="no CUDA device"):
         devices.select_device("cuda")
     assert devices.select_device("auto").type == "cpu"
+
+
+def test_attention_kernel_follows_the_row_length() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    crossover = devices.CPU_SDPA_FROM_ROW_LENGTH
+    assert devices.select_attention("auto", cpu, crossover - 1) == "eager"
+    assert devices.select_attention("auto", cpu, crossover) == "sdpa"
+    assert devices.select_attention("auto", cpu, 4 * crossover) == "sdpa"
+    assert devices.select_attention("auto", cuda, 64) == "sdpa"
+    # an explicit kernel is kept at any length
+    assert devices.select_attention("eager", cpu, 4 * crossover) == "eager"
+    assert devices.select_attention("sdpa", cpu, 64) == "sdpa"
