@@ -37,11 +37,12 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     """Markdown of a run summary: outcome, version and promotion with every reason, the metrics side by side,
     and the seconds each stage took."""
     version = summary.get("model_version")
-    lines = [f"# {summary.get('experiment', '')}: {summary.get('outcome', 'trained')}", "",
-             f"- MLflow run: `{summary.get('mlflow_run_id')}`",
-             f"- registered model: `{summary.get('registered_model')}`" + (f" version {version}" if version else ""),
-             f"- promoted: **{'yes' if summary.get('promoted') else 'no'}**: {summary.get('promotion_reason', '')}"]
-    lines += [f"  - {reason}" for reason in summary.get("promotion_reasons") or []]
+    lines = [f"# {summary.get('experiment', '')}: {summary.get('outcome', 'data check')}", "",
+             f"- MLflow run: `{summary.get('mlflow_run_id')}`"]
+    if "promoted" in summary:  # a training run; a data check registers nothing
+        lines += [f"- registered model: `{summary.get('registered_model')}`" + (f" version {version}" if version else ""),
+                  f"- promoted: **{'yes' if summary['promoted'] else 'no'}**: {summary.get('promotion_reason', '')}"]
+        lines += [f"  - {reason}" for reason in summary.get("promotion_reasons") or []]
     table = metrics_markdown(summary.get("metrics") or {})
     if table:
         lines += ["", "## Evaluation (same examples for every model)", "", *table]

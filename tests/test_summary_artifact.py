@@ -27,6 +27,8 @@ def test_summary_markdown_shows_the_decision_every_reason_metrics_in_model_order
     assert rows == ["| base | 9 | 2.2 | 0 |", "| champion | 5 | 1.61 | 0.01 |", "| candidate | 5.1 | 1.63 | 0.02 |"]
     assert "| evaluate (cached) | 12.5 |" in markdown and "| train | 61.2 |" in markdown
     assert artifact_key("Docs Assistant") == "adapterflow-summary-docs-assistant"
+    data_check = summary_markdown({"experiment": "docs", "mlflow_run_id": "r1", "timings": {"ingest": 1.0}})
+    assert data_check.startswith("# docs: data check\n") and "promoted" not in data_check
 
 
 @pytest.mark.usefixtures("prefect_server")
