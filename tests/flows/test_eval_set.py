@@ -17,6 +17,7 @@ from tests.conftest import ASSETS, tiny_config, write_config
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
+@pytest.mark.slow  # two data checks through the CLI: tens of seconds on 2 cores
 def test_refresh_freezes_a_new_eval_set_from_grown_data(tmp_path: Path, tiny_model_dir: Path) -> None:
     # the session's MLflow and home (a fresh store costs seconds): a model name of this test's own keeps it apart
     name = f"refresh-{tmp_path.name}"
