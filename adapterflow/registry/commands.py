@@ -139,6 +139,7 @@ def promote(
 ) -> None:
     """Make a version champion if the promotion gate allows it (exit 1 when it refuses, unless --force)."""
     from adapterflow.registry.client import current_user, move_champion_if_unchanged
+    from adapterflow.registry.history import MAX_CHARS
     from adapterflow.registry.versions import model_version, promotion_verdict
     from tasks.promote import TAG_PROMOTION, TAG_PROMOTION_REASONS, promotion_aliases
 
@@ -164,7 +165,7 @@ def promote(
         output.print(f"champion stays {was}; --force --reason overrides the gate", highlight=False)
         raise typer.Exit(code=1)
     forced_by = None if decision.promote else current_user()
-    record = _record(decision.reason, forced_by, reason)
+    record = _record(decision.reason, forced_by, reason)[:MAX_CHARS]  # a version tag's column holds 5,000
     moved, now = move_champion_if_unchanged(client, name, champion, promotion_aliases(number, champion), record)
     if not moved:
         raise _fail(AdapterflowError(f"champion of {name} moved to v{now} while the gate read v{champion}: not moved",
@@ -173,7 +174,7 @@ def promote(
     client.set_model_version_tag(name, number, TAG_PROMOTION_REASONS, "\n".join(decision.reasons))
     if forced_by:
         at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        for key, value in {"forced_by": forced_by, "forced_reason": reason, "forced_at": at}.items():
+        for key, value in {"forced_by": forced_by, "forced_reason": (reason or "")[:MAX_CHARS], "forced_at": at}.items():
             client.set_model_version_tag(name, number, f"adapterflow.{key}", str(value))
     output.print(f"[bold green]PROMOTED[/]{f' (forced by {forced_by})' if forced_by else ''}: {name} champion "
                  f"{was} -> v{number}", highlight=False)
