@@ -65,5 +65,5 @@ def test_a_newcomers_own_data_runs_to_a_promoted_version(tmp_path: Path) -> None
     chosen = {key: value for key, value in run.metrics.items()
               if key.startswith(("data/length_", "data/max_length", "memory/plan_", "train/tokens_per_second"))}
     print(json.dumps({"wall_seconds": round(seconds), "data": counts, "base_perplexity": base,
-                      "candidate_perplexity": candidate, "chosen": chosen,
+                      "candidate_perplexity": candidate, "chosen": chosen, "timings": summary["timings"],
                       "memory_plan": run.tags.get("adapterflow.memory_plan")}, indent=2))
