@@ -8,9 +8,11 @@
    `adapterflow validate`, and fuzzed data lines (seeded) through ingest: no crash, no traceback, counts reconcile;
 3. an email planted in a malformed line and secrets in the environment and the config: the whole MLflow store
    (database bytes, every artifact) and the captured logs are scanned for them;
-4. the totals: faults injected, survived, data lost.
-`--quick` fuzzes fewer configs and lines (a smoke test of a few minutes). Exit code 1 when a target is missed.
-"""
+4. the totals: faults injected, survived, data lost;
+5. kill -9 of the flow at 5 seeded checkpoint steps, each followed by a re-run of the same config (one chain),
+   against an uninterrupted run: adapter bytes equal, 1 MLflow run, 1 version, no step missing or repeated.
+`--quick` fuzzes fewer configs and lines and trains less; `--sections 5` runs only the named sections.
+Exit code 1 when a target is missed (its logs and stores are then kept and their folder printed)."""
 
 from __future__ import annotations
 
