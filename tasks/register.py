@@ -65,6 +65,26 @@ def version_description(evaluation: EvalResult, config: PipelineConfig) -> str:
             f"| model | {' | '.join(columns)} |\n|---|{'---|' * len(columns)}\n{rows}\n")
 
 
+def recorded_system_prompt(system_prompt: str | None, run: RunContext) -> str | None:
+    """The system prompt as the registered model records it: redacted like everything else that leaves for MLflow
+    (a secret or personal data in it would otherwise be stored with every version)."""
+    if system_prompt is None:
+        return None
+    redacted = RunTracker.for_run(run).redactor.text(system_prompt)
+    if redacted != system_prompt:
+        stage_logger().warning("tokenize.system_prompt holds a secret or personal data: the registered model records "
+                               "it redacted, and serving puts the redacted text before prompts")
+    return redacted
+
+
+def own_version(client: MlflowClient, name: str, run_id: str, adapter_sha256: str) -> str | None:
+    """The version of `name` this MLflow run registered with this adapter, if it did."""
+    for version in client.search_model_versions(f"name='{name}' and run_id='{run_id}'"):
+        if version.tags.get(TAG_ADAPTER_SHA) == adapter_sha256:
+            return str(version.version)
+    return None
+
+
 @stage("register", retries=3, retry_delay_seconds=5)
 def register(
     trained: TrainResult, evaluation: EvalResult, base: BaseModelRef, split: SplitResult,
@@ -78,10 +98,14 @@ def register(
     tags |= {f"eval.candidate.{metric}": f"{value:.6g}" for metric, value in evaluation.metrics["candidate"].items()}
     with tempfile.TemporaryDirectory(prefix="adapterflow-register-") as staging:
         adapter_dir = stage_with_prompting(run_storage(run).fetch(trained.uri) / "adapter", Path(staging) / "adapter",
-                                           config.tokenize.system_prompt)
+                                           recorded_system_prompt(config.tokenize.system_prompt, run))
         tags |= artifact_tags(adapter_dir, base)
+        own = own_version(client, name, run.mlflow_run_id, tags[TAG_ADAPTER_SHA])
+        if own is not None:  # a retried stage, or a resumed run, that registered it already: the same version
+            stage_logger().info("%s version %s was registered by this run already", name, own)
+            return RegisteredVersion(model_name=name, version=own, model_uri=f"models:/{name}/{own}")
         identical = find_identical_version(client, name, tags[TAG_ADAPTER_SHA])
-        if identical is not None and not client.search_model_versions(f"name='{name}' and run_id='{run.mlflow_run_id}'"):
+        if identical is not None:
             uri = f"models:/{name}/{identical}"
             RunTracker(run.mlflow_run_id).set_tags({TAG_IDENTICAL: uri})
             stage_logger().info("the adapter is identical to %s version %s (%s %s...): no new version registered",
