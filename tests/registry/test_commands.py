@@ -230,6 +230,8 @@ def test_register_tags_lineage_records_the_system_prompt_and_reports_identical_r
     assert tags["adapterflow.adapter_sha256"] == adapter_identity(tiny_base(tiny_model_dir).sha256, registered)
     assert json.loads((registered / MANIFEST).read_text())["prompting"] == {"system_prompt": SYSTEM_PROMPT}
     assert "prompting" not in json.loads((cached / "adapter" / MANIFEST).read_text())  # the cache is untouched
+    retried = register.fn(trained, evaluation, tiny_base(tiny_model_dir), split, config, first_run)
+    assert (retried.version, retried.identical) == ("1", False)  # a retried stage or resumed run: no second version
 
     retrain = run_context()
     again = register.fn(trained, evaluation, tiny_base(tiny_model_dir), split, config, retrain)
