@@ -82,6 +82,8 @@ def test_first_run_registers_and_promotes_then_retrain_is_gated(tmp_path: Path, 
 
     warm = run_flow(config_path, ["training.warm_start=champion"])  # continues from champion v1's adapter
     assert warm["model_version"] == "2" and "train" not in warm["skipped"]
+    eval_sets = {client.get_model_version("tiny-assistant", v).tags["adapterflow.eval_set"] for v in ("1", "2")}
+    assert eval_sets == {run.data.tags["adapterflow.eval_set"]}  # the first run's frozen eval set, on every version
     assert client.get_run(warm["mlflow_run_id"]).data.tags["adapterflow.warm_start_from"] == "models:/tiny-assistant/1"
 
 
