@@ -47,7 +47,8 @@ def test_lora_plus_gives_the_b_matrices_a_higher_learning_rate_and_keeps_weight_
     from transformers import AutoModelForCausalLM
 
     from adapterflow.methods.peft_methods import peft_config
-    from adapterflow.training.trainer import AdapterflowTrainer, training_arguments
+    from adapterflow.training.hf_trainer import AdapterflowTrainer
+    from adapterflow.training.trainer import training_arguments
 
     method = LoraMethod(type="lora", r=4, loraplus_lr_ratio=16)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), peft_config(method, "CAUSAL_LM", 10, ""))
@@ -96,7 +97,7 @@ def test_a_non_finite_loss_stops_training_at_once_with_the_step_and_the_last_fin
     import pytest
 
     from adapterflow.errors import NumericalFault
-    from adapterflow.training import trainer as trainer_module
+    from adapterflow.training import hf_trainer as trainer_module
 
     home = Home(tmp_path / "home")
     home.cache.mkdir(parents=True)
