@@ -26,7 +26,7 @@ from adapterflow.tokenization import apply_template_choice
 from adapterflow.tracking import RunTracker
 from adapterflow.training.callbacks import AdaLoraBudget, ThroughputMetrics
 from adapterflow.training.checkpoints import CheckpointPlan, DurableCheckpoints, read_history
-from adapterflow.training.collate import ClassificationCollator, PadToLongest, TokenCounter
+from adapterflow.training.collate import ClassificationCollator, PadToLongest
 from adapterflow.training.data import TokenDataset
 from adapterflow.training.hf_trainer import AdapterflowTrainer, GlobalTokenCount
 from adapterflow.training.packing import PackedCollator
