@@ -15,6 +15,7 @@ NOISY_LOGGERS = {
     "mlflow.pyfunc": logging.ERROR,
     "mlflow.models.model": logging.ERROR,
     "mlflow.store.db.utils": logging.WARNING,
+    "mlflow.system_metrics": logging.WARNING,  # "Started/Stopping system metrics monitoring" around every training
     "alembic": logging.WARNING,
 }
 
