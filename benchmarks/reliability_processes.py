@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import psutil
 import yaml
@@ -32,21 +31,12 @@ def build_model(folder: Path) -> Path:
 
 
 def tiny_config(model: Path, name: str, sources: list[dict] | None = None, **sections: dict) -> dict:
-    """A pipeline config for the tiny model and the test assets (as tests/conftest.py's), sections overridden."""
-    config: dict[str, Any] = {
-        "name": name,
-        "base_model": str(model),
-        "data": {"sources": sources or [{"path": str(ASSETS / "alpaca.jsonl")}, {"path": str(ASSETS / "chat.jsonl")}],
-                 "split": {"eval_size": 0.2, "seed": 1}, "validation": {"min_rows": 10}},
-        "tokenize": {"max_length": 128},
-        "method": {"type": "lora", "r": 4, "alpha": 8},
-        "training": {"max_steps": 12, "batch_size": 4, "learning_rate": 0.01, "logging_steps": 1, "precision": "fp32"},
-        "evaluation": {"batch_size": 8, "sample_generations": 2, "max_new_tokens": 6},
-        "execution": {"device": "cpu"},
-    }
-    for section, values in sections.items():
-        config[section] = {**config.get(section, {}), **values}
-    return config
+    """The tests' config for the tiny model and the test assets, named `name`, logging every step, sections
+    overridden."""
+    from tests.tiny_model import tiny_config as tests_config
+
+    training = {"logging_steps": 1, **sections.pop("training", {})}
+    return tests_config(model, sources, **sections, training=training) | {"name": name}
 
 
 def write_config(path: Path, config: dict) -> Path:

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 from mlflow.tracking import MlflowClient
 
-from adapterflow.data.leakage import answers_match, find_leaks
+from adapterflow.data.leakage import Leaks, answers_match, find_leaks
 from adapterflow.data.minhash import mix64
 from adapterflow.data.near_dedup import NearDedupSettings
 from adapterflow.data.scan import read_group, scan_table
@@ -85,21 +85,30 @@ def _row_groups(path: str) -> int:
     return open_parquet(path).metadata.num_row_groups
 
 
+def whole_example_leaks(
+    reference: DataTable, compared: DataTable, settings: NearDedupSettings | None, config: LeakageConfig,
+    folder: Path, workers: int,
+) -> Leaks:
+    """The rows of `compared` whose whole example is an exact copy of a `reference` row, or (with `settings`) a
+    near copy that repeats its answer too (raw text has no separate answer)."""
+    reference_scan = scan_table(Path(reference.path), settings, folder, workers, view="document")
+    compared_scan = scan_table(Path(compared.path), settings, folder, workers, view="document")
+    confirm = None if compared.task == "pretrain" or settings is None else answers_match(
+        reference.path, compared.path, config.shingle_size, config.threshold)
+    try:
+        return find_leaks(reference_scan, compared_scan, config.threshold, confirm)
+    finally:
+        reference_scan.remove_spills()
+        compared_scan.remove_spills()
+
+
 def remove_leaks(
     train: DataTable, held_out: DataTable, config: LeakageConfig, folder: Path, workers: int
 ) -> tuple[DataTable, dict[str, int], list[dict]]:
     """Drop eval rows whose whole example is an exact or near duplicate of a training example; a near
     duplicate must repeat that example's answer too (raw text has no separate answer)."""
     settings = NearDedupSettings(config.threshold, config.shingle_size)
-    train_scan = scan_table(Path(train.path), settings, folder, workers, view="document")
-    eval_scan = scan_table(Path(held_out.path), settings, folder, workers, view="document")
-    confirm = None if held_out.task == "pretrain" else answers_match(
-        train.path, held_out.path, config.shingle_size, config.threshold)
-    try:
-        leaks = find_leaks(train_scan, eval_scan, config.threshold, confirm)
-    finally:
-        train_scan.remove_spills()
-        eval_scan.remove_spills()
+    leaks = whole_example_leaks(train, held_out, settings, config, folder, workers)
     leaked = leaks.exact | leaks.near
     examples = _leak_examples(train, held_out, leaks, np.flatnonzero(leaked)[:LEAK_EXAMPLES])
     kept_path = folder / "eval-kept.parquet"
@@ -198,15 +207,7 @@ def train_beside_frozen(
         raise DataError(f"the frozen eval set holds {frozen.task} rows but the data is now {table.task}",
                         hint="freeze an eval set of the new kind with `adapterflow eval-set refresh CONFIG`")
     settings = NearDedupSettings(leakage.threshold, leakage.shingle_size) if leakage.enabled else None
-    frozen_scan = scan_table(Path(frozen.path), settings, folder, workers, view="document")
-    new_scan = scan_table(Path(table.path), settings, folder, workers, view="document")
-    confirm = None if table.task == "pretrain" or settings is None else answers_match(
-        frozen.path, table.path, leakage.shingle_size, leakage.threshold)
-    try:
-        leaks = find_leaks(frozen_scan, new_scan, leakage.threshold, confirm)
-    finally:
-        frozen_scan.remove_spills()
-        new_scan.remove_spills()
+    leaks = whole_example_leaks(frozen, table, settings, leakage, folder, workers)
     leaked = leaks.exact | leaks.near
     in_eval, not_in_data = frozen_rows_in_data(np.where(leaks.exact, leaks.train_row, -1), frozen.rows)
     copies = leaks.exact & ~in_eval

@@ -22,7 +22,7 @@ from adapterflow.home import Home, configure_environment  # noqa: E402
 
 configure_environment()
 
-ASSETS = Path(__file__).parent / "assets"
+from tests.tiny_model import ASSETS, tiny_config  # noqa: E402, F401 - the tests import them from here
 
 
 @pytest.fixture(scope="session")
@@ -83,30 +83,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     monkeypatch.setenv("ADAPTERFLOW_HOME", str(home.root))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", home.embedded_tracking_uri)
     return home
-
-
-def tiny_config(tiny_model_dir: Path, sources: list[dict] | None = None, **sections: dict) -> dict:
-    """A pipeline config for the tiny model and the test assets, with sections overridden."""
-    config = {
-        "name": "tiny-assistant",
-        "base_model": str(tiny_model_dir),
-        "data": {
-            "sources": sources or [{"path": str(ASSETS / "alpaca.jsonl")}, {"path": str(ASSETS / "chat.jsonl")}],
-            "split": {"eval_size": 0.2, "seed": 1},
-            "validation": {"min_rows": 10},
-        },
-        "tokenize": {"max_length": 128},
-        "method": {"type": "lora", "r": 4, "alpha": 8},
-        "training": {"max_steps": 12, "batch_size": 4, "learning_rate": 0.01, "logging_steps": 2, "precision": "fp32"},
-        "evaluation": {"batch_size": 8, "sample_generations": 2, "max_new_tokens": 6},
-        "execution": {"device": "cpu"},
-    }
-    for section, values in sections.items():
-        if isinstance(values, dict) and isinstance(config.get(section), dict):
-            config[section] = {**config[section], **values}
-        else:
-            config[section] = values
-    return config
 
 
 def write_config(folder: Path, config: dict, name: str = "config.yaml") -> Path:

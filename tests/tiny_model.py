@@ -7,12 +7,12 @@ from pathlib import Path
 from adapterflow.tokenization import CHATML_TEMPLATE
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+ASSETS = Path(__file__).parent / "assets"
 
 
 def corpus() -> list[str]:
     """Text to learn a byte-level BPE from: the test assets plus some English and Python."""
-    assets = Path(__file__).parent / "assets"
-    lines = [line for path in sorted(assets.glob("*.jsonl")) for line in path.read_text(errors="replace").splitlines()]
+    lines = [line for path in sorted(ASSETS.glob("*.jsonl")) for line in path.read_text(errors="replace").splitlines()]
     filler = [
         "What does the function return? It returns the sum of its arguments.",
         "def add(a, b):\n    return a + b",
@@ -70,3 +70,27 @@ def build_tiny_classifier(folder: Path, hidden: int = 32, layers: int = 2) -> Pa
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def tiny_config(tiny_model_dir: Path, sources: list[dict] | None = None, **sections: dict) -> dict:
+    """A pipeline config for the tiny model and the test assets, with sections overridden."""
+    config = {
+        "name": "tiny-assistant",
+        "base_model": str(tiny_model_dir),
+        "data": {
+            "sources": sources or [{"path": str(ASSETS / "alpaca.jsonl")}, {"path": str(ASSETS / "chat.jsonl")}],
+            "split": {"eval_size": 0.2, "seed": 1},
+            "validation": {"min_rows": 10},
+        },
+        "tokenize": {"max_length": 128},
+        "method": {"type": "lora", "r": 4, "alpha": 8},
+        "training": {"max_steps": 12, "batch_size": 4, "learning_rate": 0.01, "logging_steps": 2, "precision": "fp32"},
+        "evaluation": {"batch_size": 8, "sample_generations": 2, "max_new_tokens": 6},
+        "execution": {"device": "cpu"},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict) and isinstance(config.get(section), dict):
+            config[section] = {**config[section], **values}
+        else:
+            config[section] = values
+    return config

@@ -14,6 +14,7 @@ from adapterflow.home import Home
 from adapterflow.registry import register_adapter
 from adapterflow.registry.client import current_user
 from adapterflow.registry.history import TAG_CHAMPION_HISTORY
+from tests.registry.conftest import save_tiny_lora
 from tests.registry.test_registry import tiny_base
 
 runner = CliRunner()
@@ -21,41 +22,12 @@ SYSTEM_PROMPT = "You answer questions about the claims desk."
 
 
 @pytest.fixture(scope="module")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite database with its tables made once: creating them takes seconds per test."""
-    path = tmp_path_factory.mktemp("store") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) -> Home:
-    """conftest's fresh ADAPTERFLOW_HOME and embedded MLflow store, started from a copy of the empty store."""
-    import shutil
-
-    home = Home(tmp_path / "home")
-    home.root.mkdir()
-    shutil.copy(empty_store, home.mlflow_db)
-    monkeypatch.setenv("ADAPTERFLOW_HOME", str(home.root))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", home.embedded_tracking_uri)
-    return home
-
-
-@pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """A trained LoRA artifact as training leaves it (weights, tokenizer, manifest), with a recorded system prompt."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+    from adapterflow.methods.artifacts import stage_with_prompting
 
-    from adapterflow.methods.artifacts import save_trained, stage_with_prompting
-    from adapterflow.methods.build import ModelSpec
-    from adapterflow.models.base import load_tokenizer
-    from schemas.method import LoraMethod
-
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=2, target_modules="all-linear"))
     folder = tmp_path_factory.mktemp("artifact")
-    save_trained(model, load_tokenizer(tiny_model_dir), LoraMethod(type="lora"), ModelSpec(), folder / "trained")
-    return stage_with_prompting(folder / "trained", folder / "adapter", SYSTEM_PROMPT)
+    return stage_with_prompting(save_tiny_lora(tiny_model_dir, folder / "trained"), folder / "adapter", SYSTEM_PROMPT)
 
 
 @pytest.fixture

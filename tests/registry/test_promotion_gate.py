@@ -17,42 +17,14 @@ from adapterflow.storage import Storage
 from schemas.registry import PromotionPolicy
 from tasks.evaluate import classifier_baselines, comparable_champion
 from tasks.promote import TAG_PROMOTION_REASONS, promote
+from tests.registry.conftest import save_tiny_lora
 from tests.registry.test_registry import tiny_base
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite database with its tables made once: creating them takes seconds per test."""
-    path = tmp_path_factory.mktemp("store") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) -> Home:
-    home = Home(tmp_path / "home")
-    home.root.mkdir()
-    shutil.copy(empty_store, home.mlflow_db)
-    monkeypatch.setenv("ADAPTERFLOW_HOME", str(home.root))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", home.embedded_tracking_uri)
-    return home
 
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """A trained LoRA artifact as training leaves it: weights, tokenizer, manifest."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from adapterflow.methods.artifacts import save_trained
-    from adapterflow.methods.build import ModelSpec
-    from adapterflow.models.base import load_tokenizer
-    from schemas.method import LoraMethod
-
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=2, target_modules="all-linear"))
-    folder = tmp_path_factory.mktemp("artifact") / "adapter"
-    save_trained(model, load_tokenizer(tiny_model_dir), LoraMethod(type="lora"), ModelSpec(), folder)
-    return folder
+    return save_tiny_lora(tiny_model_dir, tmp_path_factory.mktemp("artifact") / "adapter")
 
 
 @pytest.fixture
