@@ -112,13 +112,16 @@ def models_show(
 
 
 def _metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
-    """The version's run's eval metrics by model; a metric one model lacks shows as '-'."""
+    """The version's run's eval metrics by model (and the majority-class baseline, for classifiers); a metric one
+    model lacks shows as '-'."""
+    from adapterflow.promotion import MAJORITY
+
     columns = sorted({metric for values in metrics.values() for metric in values})
     table = Table(title="Eval metrics of its run", header_style="bold")
     table.add_column("model")
     for column in columns:
         table.add_column(column, justify="right")
-    for model in ("base", "champion", "candidate"):
+    for model in ("base", MAJORITY, "champion", "candidate"):
         if model in metrics:
             table.add_row(model, *(f"{metrics[model][c]:.4f}" if c in metrics[model] else "-" for c in columns))
     return table
@@ -140,7 +143,7 @@ def promote(
     """Make a version champion if the promotion gate allows it (exit 1 when it refuses, unless --force)."""
     from adapterflow.registry.client import current_user, move_champion_if_unchanged
     from adapterflow.registry.history import MAX_CHARS
-    from adapterflow.registry.versions import model_version, promotion_verdict
+    from adapterflow.registry.versions import PolicyUnreadable, Verdict, model_version, promotion_verdict
     from tasks.promote import TAG_PROMOTION, TAG_PROMOTION_REASONS, promotion_aliases
 
     if force and not (reason or "").strip():
@@ -154,6 +157,10 @@ def promote(
             output.print(f"{name} version {number} is already champion", highlight=False)
             return
         verdict = promotion_verdict(client, name, target)
+    except PolicyUnreadable as error:
+        if not force:
+            raise _fail(error) from None
+        verdict = Verdict(error.decision(), _champion(client, name))
     except AdapterflowError as error:
         raise _fail(error) from None
     decision, champion = verdict.decision, verdict.champion

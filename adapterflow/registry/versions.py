@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import ast
 import re
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
+from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from pydantic import ValidationError
 
 from adapterflow.errors import UsageError
 from adapterflow.eval_sets import TAG_EVAL_SET
+from adapterflow.promotion import MAJORITY, Check, GateInputs, PromotionDecision, promotion_decision
 from adapterflow.registry.client import alias_version
 from adapterflow.tracking import ALIAS_CHAMPION, TAG_TOKENIZER_SHA
+from schemas.registry import PromotionPolicy
 
-EVAL_METRIC = re.compile(r"^eval/(base|candidate|champion)/([^/]+)$")
+# the majority-class baseline is logged as eval/majority/<metric> by tasks/evaluate.py (classifiers only)
+EVAL_METRIC = re.compile(rf"^eval/(base|candidate|champion|{MAJORITY})/([^/]+)$")
+CONFIG_ARTIFACT = "config/config.yaml"  # the resolved config, logged by tasks/track.py::open_run
 KEY_METRICS = {"sft": ("perplexity", "loss"), "classification": ("macro_f1", "accuracy")}
 REFERENCE_HINT = "name a version as NAME/VERSION or NAME@ALIAS (see adapterflow models list NAME)"
 
@@ -64,7 +73,8 @@ def version_aliases(model: Any, version: str) -> list[str]:
 
 
 def run_eval_metrics(client: MlflowClient, run_id: str | None) -> dict[str, dict[str, float]]:
-    """The run's `eval/<model>/<metric>` values as {model: {metric: value}} (empty when the run is gone)."""
+    """The run's `eval/<model>/<metric>` values as {model: {metric: value}}, the majority-class baseline among the
+    models (empty when the run is gone)."""
     if not run_id:
         return {}
     try:
@@ -86,25 +96,63 @@ def primary_metric(candidate: dict[str, float]) -> str:
     return "macro_f1" if "macro_f1" in candidate else "perplexity"
 
 
-def run_policy(params: dict[str, str]) -> Any:
-    """The promotion policy the version's run was configured with (its logged `registry.promotion.*` params;
-    lists and booleans were logged as Python literals), else the default one."""
-    from pydantic import ValidationError
+class PolicyUnreadable(UsageError):
+    """The version's run logged no promotion policy that can be read: the gate can't judge it."""
 
-    from schemas.registry import PromotionPolicy
+    def decision(self) -> PromotionDecision:
+        """The gate's verdict without a policy: one failed check, which only --force overrides."""
+        return PromotionDecision((Check("promotion_policy", False, self.message),), None)
 
+
+def logged_policy(client: MlflowClient, run_id: str) -> tuple[bool, Any]:
+    """(whether the run logged its config artifact, the `registry.promotion` section in it or None)."""
+    if CONFIG_ARTIFACT not in {artifact.path for artifact in client.list_artifacts(run_id, "config")}:
+        return False, None  # a run from before the artifact was logged
+    with tempfile.TemporaryDirectory(prefix="adapterflow-config-") as folder:
+        text = Path(client.download_artifacts(run_id, CONFIG_ARTIFACT, folder)).read_text()
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return True, None
+    registry = config.get("registry") if isinstance(config, dict) else None
+    return True, registry.get("promotion") if isinstance(registry, dict) else None
+
+
+def params_policy(params: dict[str, str]) -> dict[str, Any]:
+    """The logged `registry.promotion.*` params (lists and booleans were logged as Python literals)."""
     def value(text: str) -> Any:
         try:
             return ast.literal_eval(text)
         except (ValueError, SyntaxError):
             return text
 
-    given = {field: value(params[f"registry.promotion.{field}"]) for field in PromotionPolicy.model_fields
-             if f"registry.promotion.{field}" in params}
+    return {field: value(params[f"registry.promotion.{field}"]) for field in PromotionPolicy.model_fields
+            if f"registry.promotion.{field}" in params}
+
+
+def run_policy(client: MlflowClient, run: Run, where: str) -> PromotionPolicy:
+    """The promotion policy the version's run was configured with: `registry.promotion` of its logged config, or,
+    for runs from before that artifact, its params (redacted and truncated when logged, so only as a fallback).
+    Never the default in their place: a policy that can't be read is an error naming `where`."""
+    hint = ("promote it with --force --reason \"...\" to override the gate, or run its config again with "
+            "adapterflow run to gate a fresh version")
+    run_id = run.info.run_id
+    logged, given = logged_policy(client, run_id)
+    source = f"in {CONFIG_ARTIFACT}"
+    if not logged:
+        source, given = "as registry.promotion.* params", params_policy(run.data.params) or None
+    if given is None:
+        what = f"{CONFIG_ARTIFACT} holds no readable registry.promotion" if logged else \
+            f"neither {CONFIG_ARTIFACT} nor registry.promotion.* params"
+        raise PolicyUnreadable(f"{where}: its MLflow run {run_id} logged no readable promotion policy: {what}",
+                               hint=hint)
     try:
-        return PromotionPolicy(**given)
-    except ValidationError:
-        return PromotionPolicy()
+        return PromotionPolicy.model_validate(given)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(['registry.promotion', *map(str, e['loc'])])}: {e['msg']} "
+                             f"(got {str(e.get('input'))[:80]!r})" for e in error.errors())
+        raise PolicyUnreadable(f"{where}: the promotion policy its MLflow run {run_id} logged {source} is not "
+                               f"valid: {problems}", hint=hint) from None
 
 
 def not_comparable(version_tags: dict[str, str], champion_tags: dict[str, str]) -> str | None:
@@ -123,14 +171,14 @@ def not_comparable(version_tags: dict[str, str], champion_tags: dict[str, str]) 
 class Verdict:
     """The gate's decision on moving `champion` to a version, and the champion it was read against."""
 
-    decision: Any  # adapterflow.promotion.PromotionDecision
+    decision: PromotionDecision
     champion: str | None
 
 
 def promotion_verdict(client: MlflowClient, name: str, version: ModelVersion) -> Verdict:
     """The gate (adapterflow.promotion) on the version's logged eval metrics against the current champion's (its
-    run's candidate metrics, when both were measured on the same eval set), with the version's run's policy."""
-    from adapterflow.promotion import GateInputs, promotion_decision
+    run's candidate metrics, when both were measured on the same eval set) or, without one, the logged majority-class
+    baseline (classifiers) or base model, with the version's run's policy."""
     from tasks.promote import VALIDATION_METRIC
 
     try:
@@ -151,7 +199,10 @@ def promotion_verdict(client: MlflowClient, name: str, version: ModelVersion) ->
         if skipped is None:
             metrics["champion"] = run_eval_metrics(client, held.run_id).get("candidate", {})
     validation = run.data.metrics.get(VALIDATION_METRIC)
+    baselines = {MAJORITY: own[MAJORITY]} if own.get(MAJORITY) else {}  # the pipeline gate's, as evaluate logged it
     inputs = GateInputs(metrics=metrics, task_metric=primary_metric(own["candidate"]), champion=champion,
                         evaluated_champion=champion if champion is not None and skipped is None else None,
-                        champion_skipped=skipped, validation_passed=None if validation is None else validation == 1.0)
-    return Verdict(promotion_decision(inputs, run_policy(run.data.params)), champion)
+                        champion_skipped=skipped, baselines=baselines,
+                        validation_passed=None if validation is None else validation == 1.0)
+    policy = run_policy(client, run, f"{name} version {version.version}")
+    return Verdict(promotion_decision(inputs, policy), champion)

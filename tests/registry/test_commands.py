@@ -247,3 +247,83 @@ def test_age_is_told_in_the_largest_unit_that_fits() -> None:
 
     now = 1_000_000.0
     assert [age(int((now - seconds) * 1000), now) for seconds in (5, 300, 7200, 3 * 86400)] == ["5 s", "5 min", "2 h", "3 d"]
+
+
+@pytest.fixture
+def add_run_version(home: Home, artifact: Path, tiny_model_dir: Path):
+    """Register a version of model `m` from a run with the given metrics and params and, when `promotion` is
+    given, a logged config artifact holding that `registry.promotion` (as tasks/track.py::open_run logs it)."""
+    client = MlflowClient()
+    experiment = client.create_experiment("m", artifact_location=str(home.root / "mlartifacts"))
+
+    def add(metrics: dict[str, float], params: dict[str, str], promotion: dict | None = None) -> str:
+        run_id = client.create_run(experiment).info.run_id
+        for key, value in (metrics | {"data/validation_success": 1.0}).items():
+            client.log_metric(run_id, key, value)
+        for key, value in params.items():
+            client.log_param(run_id, key, value)
+        if promotion is not None:
+            client.log_dict(run_id, {"name": "m", "registry": {"model_name": None, "promotion": promotion}},
+                            "config/config.yaml")
+        tags = {"adapterflow.method": "lora", "adapterflow.base_model": "tiny", "adapterflow.eval_set": "e" * 64}
+        return register_adapter(client, run_id, "m", str(artifact), tiny_base(tiny_model_dir), tags, "d")[0]
+
+    return add
+
+
+LM_METRICS = {"eval/base/perplexity": 30.0, "eval/candidate/perplexity": 20.0, "eval/candidate/loss": 2.0}
+# the guards list cut at MLflow's param limit, as a long policy is logged: unreadable as a policy
+TRUNCATED = {"registry.promotion.min_improvement": "0.01", "registry.promotion.guards": "[{'metric': 'loss', 'max_"}
+
+
+def test_promote_judges_by_the_policy_in_the_runs_logged_config_not_its_cut_params(add_run_version) -> None:
+    version = add_run_version(LM_METRICS, TRUNCATED, promotion={"min_improvement": 0.5})
+    refused = invoke("promote", "m", version)  # 33% better than the base model: the default 1% would promote
+    assert refused.exit_code == 1, refused.output
+    assert "FAIL primary perplexity: candidate perplexity 20 vs the base model 30: +33.33% improvement, gate needs " \
+           "at least 50.00%" in refused.output
+    assert "champion" not in aliases()
+    better = add_run_version(LM_METRICS | {"eval/candidate/perplexity": 12.0}, TRUNCATED, promotion={"min_improvement": 0.5})
+    promoted = invoke("promote", "m", better)
+    assert promoted.exit_code == 0 and "+60.00% improvement, gate needs at least 50.00%" in promoted.output
+    assert aliases()["champion"] == better
+
+
+def test_promote_refuses_to_guess_a_policy_its_run_did_not_log_readably(add_run_version) -> None:
+    version = add_run_version(LM_METRICS, TRUNCATED)  # no config artifact, a cut param
+    run_id = MlflowClient().get_model_version("m", version).run_id
+    result = invoke("promote", "m", version)
+    assert result.exit_code == 2, result.output
+    assert f"m version {version}: the promotion policy its MLflow run {run_id} logged as registry.promotion.* params " \
+           "is not valid: registry.promotion.guards: Input should be a valid list" in result.output
+    assert "--force --reason" in result.output and "champion" not in aliases()
+    broken = add_run_version(LM_METRICS, {}, promotion={"min_improvement": 5.0})  # the artifact wins over params
+    refused = invoke("promote", "m", broken)
+    assert refused.exit_code == 2 and "registry.promotion.min_improvement: Input should be less than 1" in refused.output
+    bare = invoke("promote", "m", add_run_version(LM_METRICS, {}))
+    assert bare.exit_code == 2 and "logged no readable promotion policy: neither config/config.yaml" in bare.output
+    forced = invoke("promote", "m", version, "--force", "--reason", "policy lost with the old store")
+    assert forced.exit_code == 0 and "forced by" in forced.output and aliases()["champion"] == version
+    record = MlflowClient().get_model_version("m", version).tags["adapterflow.promotion"]
+    assert record.startswith(f"forced by {current_user()}: policy lost with the old store (the gate: not promoted: "
+                             f"m version {version}: the promotion policy its MLflow run")
+
+
+def test_promote_holds_a_first_classifier_to_the_logged_majority_baseline(add_run_version) -> None:
+    def classifier(f1: float) -> dict[str, float]:
+        return {"eval/base/macro_f1": 0.1, "eval/candidate/macro_f1": f1, "eval/candidate/accuracy": 0.7,
+                "eval/candidate/loss": 0.6, "eval/majority/macro_f1": 0.4, "eval/majority/accuracy": 0.67}
+
+    below = add_run_version(classifier(0.35), {}, promotion={})  # far above the random head, below the majority
+    refused = invoke("promote", "m", below)
+    assert refused.exit_code == 1, refused.output
+    assert "FAIL primary macro_f1: candidate macro_f1 0.35 vs the majority-class baseline (always the most frequent " \
+           "eval label) 0.4" in refused.output and "champion" not in aliases()
+    shown = invoke("models", "show", f"m/{below}")
+    rows = [line.replace("\u2502", " ").split() for line in shown.output.splitlines()]  # cells without the borders
+    assert ["majority", "0.6700", "-", "0.4000"] in rows, shown.output
+    above = add_run_version(classifier(0.5), {}, promotion={})
+    promoted = invoke("promote", "m", above)
+    assert promoted.exit_code == 0, promoted.output
+    assert "pass primary macro_f1: candidate macro_f1 0.5 vs the majority-class baseline" in promoted.output
+    assert aliases()["champion"] == above
