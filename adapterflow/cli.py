@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -51,8 +52,10 @@ def validate(config: ConfigArg, overrides: SetOption = []) -> None:  # noqa: B00
 SummaryOption = Annotated[Path | None, typer.Option("--summary-json", help="write the run summary here")]
 
 
-def _run_flow(flow_name: str, config: Path, overrides: list[str], summary_json: Path | None) -> tuple[dict, str]:
-    """Validate the config, run a flow on it, write the summary; user errors end the command, not a traceback."""
+def _run_flow(flow_name: str, config: Path, overrides: list[str], summary_json: Path | None, module: str = "finetune",
+              **flow_options: object) -> tuple[dict, str]:
+    """Validate the config, run a flow of flows/<module>.py on it, write the summary; user errors end the command,
+    not a traceback. A module's `check_config(config)`, if it has one, runs before the flow does."""
     home = configure_environment()
     try:
         loaded = _load(config, overrides)
@@ -61,11 +64,14 @@ def _run_flow(flow_name: str, config: Path, overrides: list[str], summary_json: 
     from adapterflow.logs import hide_user_error_tracebacks, quiet_third_party
 
     quiet_third_party()
-    import flows.finetune
-
+    flow_module = importlib.import_module(f"flows.{module}")
+    try:
+        getattr(flow_module, "check_config", lambda _: None)(loaded)
+    except AdapterflowError as error:
+        raise _fail(error) from None
     hide_user_error_tracebacks()
     try:
-        summary = getattr(flows.finetune, flow_name)(loaded)
+        summary = getattr(flow_module, flow_name)(loaded, **flow_options)
     except AdapterflowError as error:
         console.print(f"[bold red]run failed[/] ({type(error).__name__})")
         raise _fail(error) from None
@@ -83,6 +89,30 @@ def run(config: ConfigArg, overrides: SetOption = [], summary_json: SummaryOptio
 
     summary, ui_command = _run_flow("finetune", config, overrides, summary_json)
     render_summary(output, summary, ui_command)
+
+
+TrialsOption = Annotated[int | None, typer.Option("--trials", min=1, help="trials to run (default: sweep.trials)")]
+RegisterOption = Annotated[bool, typer.Option(
+    "--register", help="then train, evaluate, register and gate the best config like `adapterflow run`")]
+BestConfigOption = Annotated[Path | None, typer.Option("--best-config", help="also write the best config here")]
+
+
+@app.command()
+def sweep(config: ConfigArg, trials: TrialsOption = None, overrides: SetOption = [],  # noqa: B006
+          register: RegisterOption = False, best_config: BestConfigOption = None,
+          summary_json: SummaryOption = None) -> None:
+    """Search hyperparameters over the config's sweep section with Optuna (one nested MLflow run per trial,
+    pruned on eval loss) and write the best trial's config."""
+    from adapterflow.report import render_summary, render_sweep
+
+    summary, ui_command = _run_flow("sweep", config, overrides, summary_json, module="sweep", trials=trials,
+                                    register_best=register)
+    if best_config is not None:
+        best_config.parent.mkdir(parents=True, exist_ok=True)
+        best_config.write_text(Path(summary["best_config"]).read_text())
+    render_sweep(output, summary, ui_command, best_config)
+    if "finetune" in summary:
+        render_summary(output, summary["finetune"], ui_command)
 
 
 from adapterflow.stack.cli import stack_app  # noqa: E402 - the commands' own imports stay lazy

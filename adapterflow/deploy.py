@@ -12,14 +12,14 @@ from prefect.schedules import Cron
 
 import flows
 from adapterflow.pools import ensure_work_pool
-from flows.gpu import EVALUATE_FLOW, TRAIN_FLOW
+from flows.gpu import EVALUATE_FLOW, SEARCH_FLOW, TRAIN_FLOW
 from schemas.execution import ExecutionConfig
 from schemas.pipeline import PipelineConfig
 
 PROJECT_ROOT = Path(flows.__file__).resolve().parent.parent
 PIPELINE_FLOW = "adapterflow-finetune"
 ENTRYPOINTS = {PIPELINE_FLOW: "flows/finetune.py:finetune", TRAIN_FLOW: "flows/gpu.py:train_on_worker",
-               EVALUATE_FLOW: "flows/gpu.py:evaluate_on_worker"}
+               EVALUATE_FLOW: "flows/gpu.py:evaluate_on_worker", SEARCH_FLOW: "flows/gpu.py:search_on_worker"}
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,14 @@ class DeploymentSpec:
 
 
 def deployment_specs(config: PipelineConfig, cron: str | None, timezone: str) -> list[DeploymentSpec]:
-    """The pipeline with the config as its parameter; in distributed mode, training and evaluation too."""
+    """The pipeline with the config as its parameter; in distributed mode, training and evaluation too (and a
+    sweep's trials when the config has a sweep section)."""
     execution = config.execution
     specs = [DeploymentSpec(PIPELINE_FLOW, config.name, execution.pools.default,
                             {"config": config.model_dump(mode="json")}, {}, cron, timezone)]
     if execution.mode == "distributed":
         specs += [DeploymentSpec(flow_name, config.name, execution.pools.gpu, {}, execution.gpu_job_variables)
-                  for flow_name in (TRAIN_FLOW, EVALUATE_FLOW)]
+                  for flow_name in (TRAIN_FLOW, EVALUATE_FLOW, *([SEARCH_FLOW] if config.sweep else []))]
     return specs
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import BaseModel, Field
 
 from schemas.data import PiiConfig
@@ -146,6 +148,25 @@ class PromotionResult(StageRecord):
     reason: str
     aliases: dict[str, str]
     reasons: list[str] = Field(default_factory=list, description="every check of the gate: pass or FAIL, with numbers")
+
+
+class TrialOutcome(BaseModel):
+    """One sweep trial: what it drew, how it ended, and its eval loss (at its last step, or where it was pruned)."""
+
+    number: int
+    values: dict[str, Any] = Field(description="dotted setting -> the value this trial trained with")
+    state: Literal["complete", "pruned", "failed"]
+    loss: float | None = Field(None, description="eval loss at the last measured step")
+    step: int | None = Field(None, description="optimizer step of that measurement")
+    mlflow_run_id: str
+    reason: str | None = Field(None, description="why it was pruned or failed")
+
+
+class SearchResult(StageRecord):
+    """A sweep's trials, in the order they ran, and the best complete one."""
+
+    trials: list[TrialOutcome]
+    best: TrialOutcome
 
 
 class ChangeCheck(StageRecord):

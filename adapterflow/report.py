@@ -122,3 +122,29 @@ def render_summary(console: Console, summary: dict[str, Any], ui_command: str) -
         console.print(f"[dim]served from cache: {', '.join(summary['skipped'])}[/]", highlight=False)
     console.print(f"Data report: {summary['data_report']}", highlight=False)
     console.print(f"MLflow run {summary['mlflow_run_id']}; browse it with: [bold]{ui_command}[/]")
+
+
+def trials_table(trials: list[dict[str, Any]], best: int) -> Table:
+    """Each trial's drawn values, how it ended and its eval loss; the best one marked."""
+    table = Table(title="Trials", show_header=True, header_style="bold")
+    names = list(trials[0]["values"]) if trials else []
+    for column in ["#", *names, "state", "eval loss", "step"]:
+        table.add_column(column, justify="left" if column == "state" else "right")
+    for trial in trials:
+        values = [f"{value:.3g}" if isinstance(value, float) else str(value) for value in trial["values"].values()]
+        loss = f"{trial['loss']:.4f}" if trial["loss"] is not None else "-"
+        marker = " *" if trial["number"] == best else ""
+        table.add_row(f"{trial['number']}{marker}", *values, trial["state"], loss, str(trial["step"] or "-"))
+    return table
+
+
+def render_sweep(console: Console, summary: dict[str, Any], ui_command: str, copied_to: Any = None) -> None:
+    best = summary["best"]
+    console.print()
+    console.print(trials_table(summary["trials"], best["number"]))
+    console.print(f"[bold]Best[/]: trial {best['number']}, eval loss {best['loss']:.4f} at step {best['step']}",
+                  highlight=False)
+    console.print(f"Best config: {summary['best_config']}" + (f" (copied to {copied_to})" if copied_to else ""),
+                  highlight=False)
+    console.print(f"MLflow run {summary['mlflow_run_id']} with one nested run per trial; browse it with: "
+                  f"[bold]{ui_command}[/]")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapterflow.records import ChangeCheck, PreparedData, RunContext, StageRecord
+from adapterflow.records import ChangeCheck, PreparedData, RunContext, SearchResult, StageRecord
 from schemas.pipeline import PipelineConfig
 
 PIPELINE_AFTER_CHECK = ["data", "train", "evaluate", "register", "promote"]
@@ -62,4 +62,21 @@ def unchanged_summary(run: RunContext, config: PipelineConfig, stages: dict[str,
         "data": {},
         "timings": {name: record.seconds for name, record in stages.items()},
         "skipped": PIPELINE_AFTER_CHECK,
+    }
+
+
+def sweep_summary(run: RunContext, data: PreparedData, searched: SearchResult, best_config: str) -> dict[str, Any]:
+    """The summary of a sweep: every trial, the best one and where its config was written."""
+    best = searched.best
+    return {
+        "mlflow_run_id": run.mlflow_run_id,
+        "experiment": run.experiment,
+        "outcome": f"sweep of {len(searched.trials)} trials: best trial {best.number}, eval loss {best.loss:.4f}",
+        "run_name": run.run_name,
+        "run_dir": run.run_dir,
+        "data": data.report["counts"],
+        "trials": [trial.model_dump(mode="json") for trial in searched.trials],
+        "best": best.model_dump(mode="json"),
+        "best_config": best_config,
+        "timings": {**{name: record.seconds for name, record in data.stages().items()}, "search": searched.seconds},
     }

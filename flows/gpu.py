@@ -16,17 +16,21 @@ from pydantic import BaseModel
 from adapterflow.home import configure_environment
 from adapterflow.logs import quiet_third_party, scrub_secrets_from_logs
 from adapterflow.models.base import base_model_here
-from adapterflow.records import BaseModelRef, EvalResult, RunContext, SplitResult, TokenizedData, TrainResult
+from adapterflow.records import (
+    BaseModelRef, EvalResult, RunContext, SearchResult, SplitResult, TokenizedData, TrainResult,
+)
 from adapterflow.remote import run_on_pool
 from adapterflow.stage import stage_logger
 from adapterflow.storage import record_name, run_storage
 from adapterflow.tracking import tracking_uri
 from schemas.pipeline import PipelineConfig
 from tasks.evaluate import evaluate
+from tasks.search import search
 from tasks.train import train
 
 TRAIN_FLOW = "adapterflow-train"
 EVALUATE_FLOW = "adapterflow-evaluate"
+SEARCH_FLOW = "adapterflow-search"
 
 
 def config_here(config: dict[str, Any]) -> PipelineConfig:
@@ -59,6 +63,18 @@ def evaluate_on_worker(
     return run_storage(run).put_json(record_name(run, "evaluate"), record.model_dump(mode="json"))
 
 
+@flow(name=SEARCH_FLOW)
+def search_on_worker(tokenized: TokenizedData, base: BaseModelRef, config: dict[str, Any], trials: int,
+                     run: RunContext) -> str:
+    """Run a sweep's trials on this worker (each trains here, pruned from here); the record goes to the store."""
+    configure_environment()
+    quiet_third_party()  # also where no CLI ran first: a worker's flow run
+    scrub_secrets_from_logs()  # the worker's own handlers: secrets never reach a log line
+    pipeline = config_here(config)
+    record = search(tokenized, base_model_here(base, pipeline.base_model), pipeline, trials, run)
+    return run_storage(run).put_json(record_name(run, "search"), record.model_dump(mode="json"))
+
+
 def train_stage(tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, run: RunContext) -> TrainResult:
     """Train in this process (execution.mode local) or as a flow run on the GPU pool (distributed)."""
     if config.execution.mode == "local":
@@ -78,6 +94,16 @@ def evaluate_stage(
     return EvalResult.model_validate(run_storage(run).get_json(record_name(run, "evaluate")))
 
 
+def search_stage(
+    tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, trials: int, run: RunContext,
+) -> SearchResult:
+    """Run a sweep's trials in this process (execution.mode local) or as one flow run on the GPU pool."""
+    if config.execution.mode == "local":
+        return search(tokenized, base, config, trials, run)
+    run_gpu_flow(SEARCH_FLOW, config, run, tokenized=tokenized, base=base, trials=trials)
+    return SearchResult.model_validate(run_storage(run).get_json(record_name(run, "search")))
+
+
 def machine_local_services(storage_root: str, tracking_uri: str) -> list[str]:
     """What a GPU worker on another machine could not reach: a local folder store, a file-based MLflow store."""
     found = []
@@ -89,12 +115,13 @@ def machine_local_services(storage_root: str, tracking_uri: str) -> list[str]:
     return found
 
 
-def run_gpu_flow(flow_name: str, config: PipelineConfig, run: RunContext, **records: BaseModel) -> None:
+def run_gpu_flow(flow_name: str, config: PipelineConfig, run: RunContext, **records: BaseModel | int) -> None:
     for problem in machine_local_services(run.storage, tracking_uri()):
         stage_logger().warning("execution.mode is distributed but %s: only a worker on this machine can serve it",
                                problem)
     execution = config.execution
-    parameters = {name: record.model_dump(mode="json") for name, record in records.items()}
+    parameters = {name: record.model_dump(mode="json") if isinstance(record, BaseModel) else record
+                  for name, record in records.items()}
     parameters |= {"config": config.model_dump(mode="json"), "run": run.model_dump(mode="json")}
     run_on_pool(flow_name, config.name, execution.pools.gpu, parameters, execution.gpu_job_variables,
                 execution.pickup_timeout_s)

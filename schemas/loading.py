@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 
 from adapterflow.errors import ConfigError, ConfigProblem
@@ -134,6 +134,16 @@ def _walk(loc: tuple[Any, ...]) -> tuple[str, type[BaseModel] | None, FieldInfo 
     field: FieldInfo | None = None
     annotation: Any = None
     for item in loc:
+        if item == "[key]":  # the problem is the mapping's key itself, already in the path
+            continue
+        if _dict_value(annotation) is not None:  # a mapping's key: `sweep.parameters['training.epochs']`
+            parts.append(f"[{item!r}]")
+            annotation = _dict_value(annotation)
+            model = _single_model(annotation)
+            continue
+        if item in _tagged_members(annotation):  # a union chosen by a callable discriminator puts its tag here
+            model, annotation = _tagged_members(annotation)[item], None
+            continue
         if isinstance(item, int):
             parts.append(f"[{item}]")
             annotation = _list_item(annotation)
@@ -177,6 +187,23 @@ def _single_model(annotation: Any) -> type[BaseModel] | None:
     members = _union_members(annotation)
     non_none = [arg for arg in typing.get_args(annotation) if arg is not type(None)] if members else []
     return members[0] if len(members) == 1 and len(non_none) == 1 else None
+
+
+def _dict_value(annotation: Any) -> Any:
+    annotation = _strip(annotation)
+    if typing.get_origin(annotation) is dict:
+        return typing.get_args(annotation)[1]
+    return None
+
+
+def _tagged_members(annotation: Any) -> dict[str, type[BaseModel]]:
+    """{tag: model} of a union whose members carry pydantic `Tag`s."""
+    members = {}
+    for member in typing.get_args(_strip(annotation)):
+        if typing.get_origin(member) is typing.Annotated:
+            model, *metadata = typing.get_args(member)
+            members |= {tag.tag: model for tag in metadata if isinstance(tag, Tag)}
+    return members
 
 
 def _list_item(annotation: Any) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from schemas.base import StrictModel
 from schemas.base_model import BaseModelConfig
@@ -13,6 +13,7 @@ from schemas.evaluation import EvaluationConfig
 from schemas.execution import ExecutionConfig
 from schemas.method import Method
 from schemas.registry import RegistryConfig
+from schemas.sweep import SweepConfig, value_problems
 from schemas.tokenize import TokenizeConfig
 from schemas.training import TrainingConfig
 
@@ -31,6 +32,7 @@ class PipelineConfig(StrictModel):
     evaluation: EvaluationConfig = EvaluationConfig()
     registry: RegistryConfig = RegistryConfig()
     execution: ExecutionConfig = ExecutionConfig()
+    sweep: SweepConfig | None = Field(None, description="hyperparameter search for `adapterflow sweep`")
 
     @field_validator("method", mode="before")
     @classmethod
@@ -44,6 +46,19 @@ class PipelineConfig(StrictModel):
         if not NAME_PATTERN.match(value):
             raise ValueError("use letters, digits, '-', '_' and '.' (at most 100, starting with a letter or digit)")
         return value
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep_values_fit(cls, sweep: SweepConfig | None, info: ValidationInfo) -> SweepConfig | None:
+        # every bound and choice is tried against the config now, not when its trial comes up an hour later
+        if sweep is None or set(cls.model_fields) - {"sweep"} - set(info.data):
+            return sweep  # a section that failed validation is reported on its own
+        raw = {name: value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+               for name, value in info.data.items()}
+        problems = value_problems(cls, raw, sweep)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return sweep
 
     @property
     def registered_model_name(self) -> str:

@@ -20,6 +20,7 @@ from adapterflow.registry import ChampionRef, find_champion
 from adapterflow.tracking import TAG_METHOD, TAG_WARM_START, RunTracker, system_metrics
 from adapterflow.methods.memory_plan import halve_micro_batch, out_of_memory_advice
 from adapterflow.training.checkpoints import CheckpointPlan, discard_checkpoints, newest_checkpoint
+from adapterflow.training.probe import HeldOutProbe
 from adapterflow.training.trainer import TrainingOutcome, TrainingOutOfMemory, free_accelerator_memory, train_adapter
 from schemas.pipeline import PipelineConfig
 from schemas.training import TrainingConfig
@@ -58,9 +59,11 @@ def warm_start_artifact(config: PipelineConfig, base: BaseModelRef) -> ChampionR
 
 
 def train_or_reuse(
-    tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, storage: Storage, tracker: RunTracker | None
+    tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, storage: Storage, tracker: RunTracker | None,
+    probe: HeldOutProbe | None = None,
 ) -> TrainResult:
-    """Train into the store's adapters/<key>/ unless an adapter with the same key is there already."""
+    """Train into the store's adapters/<key>/ unless an adapter with the same key is there already. `probe`
+    (single-process training only) measures the eval loss while training, which leaves the weights as they are."""
     device = select_device(config.execution.device)
     precision = select_precision(config.training.precision, device)
     champion = warm_start_artifact(config, base)
@@ -92,7 +95,7 @@ def train_or_reuse(
                                             checkpoints=checkpoints, resume_from=resume_from)
     else:
         outcome = train_resumably(tokenized_dir, base, config, device, precision, staging, tracker, checkpoints,
-                                  options)
+                                  options | {"probe": probe})
     metrics = outcome.metrics | {"train/precision_bf16": float(precision == "bf16")}
     (staging / METRICS_FILE).write_text(json.dumps({"metrics": metrics, "history": outcome.history}, indent=2))
     storage.publish(staging, "adapters", key, METRICS_FILE)

@@ -30,6 +30,7 @@ from adapterflow.training.collate import ClassificationCollator, PadToLongest
 from adapterflow.training.data import TokenDataset
 from adapterflow.training.hf_trainer import AdapterflowTrainer, GlobalTokenCount
 from adapterflow.training.packing import PackedCollator
+from adapterflow.training.probe import HeldOutProbe, held_out_callback
 from adapterflow.training.progress import ProgressDisplay
 from schemas.method import MethodVariant
 from schemas.training import TrainingConfig
@@ -177,11 +178,13 @@ def train_adapter(
     init_from: str | None = None,
     checkpoints: CheckpointPlan | None = None,
     resume_from: Path | None = None,
+    probe: HeldOutProbe | None = None,
 ) -> TrainingOutcome:
     """Train `method` on the tokenized train split; save what it trained, the tokenizer and a manifest.
     `init_from`: a trained artifact of the same method to continue from (warm start). `checkpoints`: where and
     how often to save checkpoints; `resume_from`: a complete checkpoint to go on from (weights, optimizer,
-    scheduler, RNG states, step and data position).
+    scheduler, RNG states, step and data position). `probe`: measure the eval split's loss while training (a
+    sweep's trials; it raises TrainingPruned when the probe says stop).
 
     With `config.distributed.num_processes` > 1 every process of a torchrun launch calls this (see
     adapterflow.training.distributed); only the main one logs and saves.
@@ -216,6 +219,8 @@ def train_adapter(
     if resume_from is not None:  # the curve so far, for the stored adapter's history
         metrics_callback.history = read_history(resume_from)
     durable = [DurableCheckpoints(checkpoints, tracker, metrics_callback.history)] if checkpoints else []
+    held_out = [held_out_callback(probe, tokenized_dir, method, task, tokenizer.pad_token_id, device, precision)] \
+        if probe else []
     learning_rate = config.learning_rate or method.default_learning_rate
     trainer = AdapterflowTrainer(
         model=model,
@@ -225,7 +230,7 @@ def train_adapter(
         data_collator=collator,
         # ProgressDisplay after metrics_callback: it shows the tokens/s that one has just measured
         callbacks=[*([global_tokens] if global_tokens else []), metrics_callback, progress,
-                   *([AdaLoraBudget()] if method.type == "adalora" else []), *durable],
+                   *([AdaLoraBudget()] if method.type == "adalora" else []), *durable, *held_out],
         projected_loss=task != "classification" and not method.prompt_learning and method.type != "adalora",
         loraplus_lr_ratio=getattr(method, "loraplus_lr_ratio", None),
     )

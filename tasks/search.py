@@ -1,0 +1,186 @@
+"""Search: train one trial per set of drawn hyperparameters, each in a nested MLflow run under the sweep's run and
+judged by its eval loss at its last step; Optuna's pruner stops trials that fall behind on the way."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+import yaml
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from adapterflow.devices import select_device, select_precision
+from adapterflow.errors import AdapterflowError, NumericalFault
+from adapterflow.hashing import sha256_json
+from adapterflow.methods.artifacts import load_trained, read_manifest
+from adapterflow.models.base import load_tokenizer
+from adapterflow.records import BaseModelRef, RunContext, SearchResult, TokenizedData, TrainResult, TrialOutcome
+from adapterflow.stage import stage, stage_logger
+from adapterflow.storage import Storage, run_storage
+from adapterflow.sweeps import best_outcome, make_study, record_outcome, suggest_values
+from adapterflow.tracking import (
+    TAG_CODE_VERSION, TAG_CONFIG_SHA, TAG_RUN_KIND, RunTracker, code_version, eval_metric, flatten_params,
+)
+from adapterflow.training.data import TokenDataset
+from adapterflow.training.probe import HeldOutProbe, TrainingPruned, held_out_loss
+from adapterflow.training.trainer import free_accelerator_memory
+from schemas.pipeline import PipelineConfig
+from schemas.sweep import apply_values
+from tasks.train import train_or_reuse
+
+TAG_TRIAL = "adapterflow.trial"  # the trial's number in its sweep
+TAG_TRIAL_STATE = "adapterflow.trial_state"  # complete | pruned | failed
+TAG_TRIAL_REASON = "adapterflow.trial_reason"
+TAG_BEST_RUN = "adapterflow.best_trial_run_id"  # on the sweep's run
+TRIALS_ARTIFACT = "sweep/trials.json"
+BEST_CONFIG = "best_config.yaml"  # in the run folder, and under sweep/ in the MLflow run
+LOSS = eval_metric("candidate", "loss")
+
+
+def trial_config(config: PipelineConfig, values: dict[str, Any]) -> PipelineConfig:
+    """What a trial trains with: the drawn values, and no checkpoints (a trial is short; a crash reruns it)."""
+    return apply_values(config, values | {"training.checkpoint_steps": None})
+
+
+def trial_fault(error: AdapterflowError) -> bool:
+    """Failures that belong to the drawn values (a learning rate that diverges, a batch that can't fit): the trial
+    fails and the sweep goes on. Anything else (data, environment) stops the sweep."""
+    return isinstance(error, NumericalFault) or isinstance(error.__cause__, torch.OutOfMemoryError)
+
+
+def open_trial_run(client: MlflowClient, parent: RunContext, number: int, config: PipelineConfig) -> RunTracker:
+    """A nested MLflow run under the sweep's run, with the trial's whole config (redacted) as params."""
+    experiment_id = client.get_run(parent.mlflow_run_id).info.experiment_id
+    resolved = config.model_dump(mode="json")
+    tags = {MLFLOW_PARENT_RUN_ID: parent.mlflow_run_id, TAG_RUN_KIND: "sweep-trial", TAG_TRIAL: str(number),
+            TAG_CONFIG_SHA: sha256_json(resolved), TAG_CODE_VERSION: code_version()}
+    run_id = client.create_run(experiment_id, run_name=f"{parent.run_name}-trial-{number}", tags=tags).info.run_id
+    tracker = RunTracker(run_id, client, parent.pii)
+    tracker.log_params(flatten_params(tracker.redactor.value(resolved)))
+    return tracker
+
+
+def stored_adapter_loss(trained: TrainResult, tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig,
+                        storage: Storage) -> float:
+    """The eval loss of an adapter reused from the store (its training measured none)."""
+    device = select_device(config.execution.device)
+    precision = select_precision(config.training.precision, device)
+    adapter_dir = storage.fetch(trained.uri) / "adapter"
+    model = load_trained(adapter_dir, base.path, device)
+    dataset = TokenDataset(storage.fetch(tokenized.uri) / "eval.parquet")
+    return held_out_loss(model, dataset, tokenized.task, load_tokenizer(adapter_dir).pad_token_id,
+                         config.evaluation.batch_size, device, precision,
+                         packed=not read_manifest(adapter_dir)[0].prompt_learning)
+
+
+def run_trial(
+    trial: optuna.Trial, tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, parent: RunContext,
+    client: MlflowClient,
+) -> TrialOutcome:
+    """Train one trial with the probe reporting its eval loss to the study; its MLflow run ends with its state."""
+    values = suggest_values(trial, config.sweep.parameters)
+    trained_with = trial_config(config, values)
+    tracker = open_trial_run(client, parent, trial.number, trained_with)
+    storage = run_storage(parent)
+
+    def report(step: int, loss: float) -> bool:
+        tracker.log_metrics({LOSS: loss}, step=step)
+        trial.report(loss, step)
+        return trial.should_prune()
+
+    probe = HeldOutProbe(config.sweep.eval_steps, report, config.evaluation.batch_size)
+    outcome = TrialOutcome(number=trial.number, values=values, state="complete", mlflow_run_id=tracker.run_id)
+    try:
+        trained = train_or_reuse(tokenized, base, trained_with, storage, tracker, probe)
+        if probe.history:
+            step, loss = probe.history[-1]
+        else:  # reused from the store: measured now, logged at its last step
+            step, loss = int(trained.metrics["train/steps"]), stored_adapter_loss(trained, tokenized, base,
+                                                                                 trained_with, storage)
+            tracker.log_metrics({LOSS: loss}, step=step)
+        perplexity = {} if tokenized.task == "classification" else \
+            {eval_metric("candidate", "perplexity"): math.exp(min(loss, 50.0))}
+        tracker.log_metrics(trained.metrics | perplexity)
+        outcome = outcome.model_copy(update={"loss": loss, "step": step})
+    except TrainingPruned as pruned:
+        outcome = outcome.model_copy(update={
+            "state": "pruned", "loss": pruned.loss, "step": pruned.step,
+            "reason": f"eval loss {pruned.loss:.4f} at step {pruned.step} was worse than the median of earlier "
+                      "trials at that step"})
+    except AdapterflowError as error:
+        if not trial_fault(error):
+            client.set_terminated(tracker.run_id, RunStatus.to_string(RunStatus.FAILED))
+            raise
+        outcome = outcome.model_copy(update={"state": "failed", "reason": tracker.redactor.text(str(error))})
+    except BaseException:  # a bug or Ctrl-C: the trial's run must not stay RUNNING
+        client.set_terminated(tracker.run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    finally:
+        free_accelerator_memory(select_device(config.execution.device))
+    tracker.set_tags({TAG_TRIAL_STATE: outcome.state, **({TAG_TRIAL_REASON: outcome.reason} if outcome.reason else {})})
+    status = RunStatus.FAILED if outcome.state == "failed" else RunStatus.FINISHED
+    client.set_terminated(tracker.run_id, RunStatus.to_string(status))
+    return outcome
+
+
+def describe(outcome: TrialOutcome) -> str:
+    drawn = ", ".join(f"{path}={value:.3g}" if isinstance(value, float) else f"{path}={value}"
+                      for path, value in outcome.values.items())
+    result = f"eval loss {outcome.loss:.4f} at step {outcome.step}" if outcome.loss is not None else ""
+    return f"trial {outcome.number} {outcome.state} ({drawn}): " + "; ".join(filter(None, [result, outcome.reason]))
+
+
+def search_trials(tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, trials: int,
+                  run: RunContext) -> SearchResult:
+    """Run `trials` trials in the sweep's MLflow run; the best complete one, or an error when none completed."""
+    client = MlflowClient()
+    parent = RunTracker.for_run(run, client)
+    study = make_study(config.sweep)
+    outcomes = []
+    for _ in range(trials):
+        trial = study.ask()
+        outcome = run_trial(trial, tokenized, base, config, run, client)
+        record_outcome(study, trial, outcome)
+        outcomes.append(outcome)
+        stage_logger().info("%s", describe(outcome))
+        if outcome.loss is not None:
+            parent.log_metrics({"sweep/trial_loss": outcome.loss}, step=outcome.number)
+    counts = {state: sum(outcome.state == state for outcome in outcomes) for state in ("complete", "pruned", "failed")}
+    parent.log_metrics({f"sweep/trials_{state}": float(count) for state, count in counts.items()})
+    parent.log_dict([outcome.model_dump(mode="json") for outcome in outcomes], TRIALS_ARTIFACT)
+    best = best_outcome(outcomes)
+    if best is None:
+        raise AdapterflowError(
+            f"no trial of {trials} completed ({counts['pruned']} pruned, {counts['failed']} failed): "
+            + "; ".join(describe(outcome) for outcome in outcomes),
+            hint="narrow the ranges in sweep.parameters (failed trials name their fault), or run more trials")
+    parent.log_metrics({"sweep/best_loss": best.loss})
+    parent.set_tags({TAG_BEST_RUN: best.mlflow_run_id})
+    return SearchResult(trials=outcomes, best=best)
+
+
+@stage("search", tags=["gpu"])
+def search(tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, trials: int,
+           run: RunContext) -> SearchResult:
+    """Run the sweep's trials and report the best."""
+    return search_trials(tokenized, base, config, trials, run)
+
+
+def write_best_config(config: PipelineConfig, result: SearchResult, run: RunContext) -> str:
+    """The best trial's settings as a plain run config (no sweep section) in the run folder, and logged, redacted,
+    to the sweep's MLflow run; returns the file's path."""
+    best = result.best
+    resolved = apply_values(config, best.values).model_dump(mode="json", exclude={"sweep"})
+    header = (f"# The best of {len(result.trials)} trials of sweep {run.run_name} (MLflow run {run.mlflow_run_id}):\n"
+              f"# trial {best.number}, eval loss {best.loss:.4f} at step {best.step}, with "
+              + ", ".join(f"{path}={value}" for path, value in best.values.items())
+              + "\n# Train, evaluate and register it like any run: adapterflow run <this file>\n")
+    path = Path(run.run_dir) / BEST_CONFIG
+    path.write_text(header + yaml.safe_dump(resolved, sort_keys=False))
+    RunTracker.for_run(run).log_artifact(path, "sweep")
+    return str(path)
