@@ -58,6 +58,8 @@ TAG_ADAPTER_SHA = "adapterflow.adapter_sha256"  # a version's trained content (m
 TAG_MLFLOW_RUN = "adapterflow.mlflow_run_id"
 TAG_TRAIN_ROWS = "adapterflow.train_rows"
 TAG_EVAL_ROWS = "adapterflow.eval_rows"
+CONFIG_ARTIFACT_DIR, CONFIG_FILE = "config", "config.yaml"  # every run's resolved config (tasks/track.py::open_run)
+CONFIG_ARTIFACT = f"{CONFIG_ARTIFACT_DIR}/{CONFIG_FILE}"
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # decides the UI's view of an experiment
 EXPERIMENT_KIND = "custom_model_development"  # the model-training view (runs, metrics, charts), not the GenAI one

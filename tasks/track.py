@@ -26,8 +26,8 @@ from adapterflow.stage import is_transient, stage_logger
 from adapterflow.storage import Storage
 from adapterflow.summary_artifact import publish_summary_artifact
 from adapterflow.tracking import (
-    TAG_CHECKPOINT, TAG_CODE_VERSION, TAG_CONFIG_SHA, TAG_FAILURE, TAG_FLOW_RUN, TAG_RESUMED, TAG_RUN_KIND,
-    TAG_RUN_NAME, RunTracker, code_version, ensure_experiment, flatten_params,
+    CONFIG_ARTIFACT_DIR, CONFIG_FILE, TAG_CHECKPOINT, TAG_CODE_VERSION, TAG_CONFIG_SHA, TAG_FAILURE, TAG_FLOW_RUN,
+    TAG_RESUMED, TAG_RUN_KIND, TAG_RUN_NAME, RunTracker, code_version, ensure_experiment, flatten_params,
 )
 from schemas.data import PiiConfig
 from schemas.pipeline import PipelineConfig
@@ -64,8 +64,8 @@ def open_run(
     run_dir = home.run_dir(run_name)
     tracker = RunTracker(run_id, client, config.data.pii)
     tracker.log_params(flatten_params(tracker.redactor.value(resolved)))  # redacted before flattening cuts values
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    tracker.log_artifact(run_dir / "config.yaml", "config")
+    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(resolved, sort_keys=False))
+    tracker.log_artifact(run_dir / CONFIG_FILE, CONFIG_ARTIFACT_DIR)
     return RunContext(
         run_name=run_name, run_dir=str(run_dir), home=str(home.root), mlflow_run_id=run_id,
         experiment=config.name, config_sha256=config_sha, storage=Storage.resolve(config.execution.storage, home).root,

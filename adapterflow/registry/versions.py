@@ -20,12 +20,11 @@ from adapterflow.errors import UsageError
 from adapterflow.eval_sets import TAG_EVAL_SET
 from adapterflow.promotion import MAJORITY, Check, GateInputs, PromotionDecision, promotion_decision
 from adapterflow.registry.client import alias_version
-from adapterflow.tracking import ALIAS_CHAMPION, TAG_TOKENIZER_SHA
+from adapterflow.tracking import ALIAS_CHAMPION, CONFIG_ARTIFACT, CONFIG_ARTIFACT_DIR, TAG_TOKENIZER_SHA
 from schemas.registry import PromotionPolicy
 
 # the majority-class baseline is logged as eval/majority/<metric> by tasks/evaluate.py (classifiers only)
 EVAL_METRIC = re.compile(rf"^eval/(base|candidate|champion|{MAJORITY})/([^/]+)$")
-CONFIG_ARTIFACT = "config/config.yaml"  # the resolved config, logged by tasks/track.py::open_run
 KEY_METRICS = {"sft": ("perplexity", "loss"), "classification": ("macro_f1", "accuracy")}
 REFERENCE_HINT = "name a version as NAME/VERSION or NAME@ALIAS (see adapterflow models list NAME)"
 
@@ -106,7 +105,7 @@ class PolicyUnreadable(UsageError):
 
 def logged_policy(client: MlflowClient, run_id: str) -> tuple[bool, Any]:
     """(whether the run logged its config artifact, the `registry.promotion` section in it or None)."""
-    if CONFIG_ARTIFACT not in {artifact.path for artifact in client.list_artifacts(run_id, "config")}:
+    if CONFIG_ARTIFACT not in {artifact.path for artifact in client.list_artifacts(run_id, CONFIG_ARTIFACT_DIR)}:
         return False, None  # a run from before the artifact was logged
     with tempfile.TemporaryDirectory(prefix="adapterflow-config-") as folder:
         text = Path(client.download_artifacts(run_id, CONFIG_ARTIFACT, folder)).read_text()
