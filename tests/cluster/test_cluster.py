@@ -6,6 +6,7 @@ The stack is the session's `cluster` fixture (tests/conftest.py): started once, 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ MODEL = "tiny-cluster"
 SCHEDULED = "tiny-scheduled"
 BROKEN = "tiny-broken"
 AUTH_MODEL = "tiny-auth"
+SWEPT = "tiny-swept"
 RUN_TIMEOUT_S = 240
 
 
@@ -169,6 +171,39 @@ def test_distributed_run_trains_on_the_cuda_pool_through_the_bucket_and_retrains
     spans = sorted(train_spans(env, pair))
     assert len(spans) == 2 and spans[0][1] <= spans[1][0], spans
     assert len(tracking.search_model_versions(f"name='{MODEL}'")) == 3
+
+
+def test_a_sweeps_trials_train_on_the_cuda_pool_in_nested_runs_on_the_tracking_server(
+    cluster: dict, tiny_model_dir: Path
+) -> None:
+    env, root = cluster["env"], cluster["root"]
+    config = tiny_config(tiny_model_dir, execution={"device": "cpu", "mode": "distributed", "pickup_timeout_s": 120},
+                         training={"max_steps": 6},
+                         sweep={"parameters": {"training.learning_rate": {"choices": [0.01, 0.03]}},
+                                "eval_steps": 3, "sampler": "random", "pruner": "none"})
+    config["name"] = SWEPT
+    config_path = write_config(root, config, "swept.yaml")
+    deployed = cli(env, root / "deployer-home", "deploy", str(config_path))
+    assert f"adapterflow-search/{SWEPT} on work pool cuda" in deployed, deployed
+
+    summary_path = root / "sweep-summary.json"
+    cli(env, root / "sweeper-home", "sweep", str(config_path), "--trials", "2", "--summary-json", str(summary_path))
+    summary = json.loads(summary_path.read_text())
+    (search,) = flow_runs_of(env, f"adapterflow-search/{SWEPT}")
+    assert search.work_pool_name == "cuda" and search.state.is_completed() and search.parent_task_run_id is not None
+    tracking = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    parent = tracking.get_run(summary["mlflow_run_id"])
+    trials = tracking.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(trials) == 2 and {t.data.tags["adapterflow.trial_state"] for t in trials} == {"complete"}
+    assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/trials_complete"] == 2
+    # the trials trained on the cuda worker, from the bucket
+    (bucket_copies,) = (root / "cuda-home" / "cache" / "mirrors").iterdir()
+    trained = {adapter.parent.parent.name for adapter in (bucket_copies / "adapters").glob("*/adapter/*.safetensors")}
+    keys = bucket_keys(env, "cache/adapters/")
+    assert all(f"cache/adapters/{key}/metrics.json" in keys for key in trained) and len(trained) >= 2
+    best = load_config(summary["best_config"])
+    assert best.sweep is None and best.training.learning_rate == summary["best"]["values"]["training.learning_rate"]
 
 
 def test_a_cron_schedule_fires_on_the_server_and_its_run_completes(cluster: dict, tiny_model_dir: Path) -> None:
