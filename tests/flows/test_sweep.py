@@ -53,6 +53,8 @@ def test_a_four_trial_sweep_nests_its_trials_prunes_writes_the_best_config_and_r
     assert parent.data.tags["adapterflow.best_trial_run_id"] == best["mlflow_run_id"]
     counts = {state: sum(trial["state"] == state for trial in trials) for state in ("complete", "pruned", "failed")}
     assert {state: parent.data.metrics[f"sweep/trials_{state}"] for state in counts} == counts
+    assert {m.step: m.value for m in client.get_metric_history(parent.info.run_id, "sweep/trial_loss")} == {
+        trial["number"]: trial["loss"] for trial in trials}
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")} == {
         "sweep/best_config.yaml", "sweep/trials.json"}
 
