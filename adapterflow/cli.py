@@ -152,8 +152,7 @@ def eval_set_refresh(config: ConfigArg, overrides: SetOption = [], summary_json:
     summary, ui_command = _run_flow("data_check", config, [*overrides, "data.split.eval_set=refresh"], summary_json)
     render_data_check(output, summary, ui_command)
     eval_set = MlflowClient().get_run(summary["mlflow_run_id"]).data.tags[TAG_EVAL_SET]
-    output.print(f"new frozen eval set {eval_set}: the next run evaluates on it (a run whose data and config are "
-                 "unchanged is skipped; add --set execution.skip_unchanged=false to retrain now)")
+    output.print(f"new frozen eval set {eval_set}: the next run of this model retrains and evaluates on it")
 
 
 CronOption = Annotated[str | None, typer.Option("--cron", help="cron schedule, e.g. '0 3 * * 1' (Mondays 03:00)")]

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
+from adapterflow.eval_sets import find_eval_set
 from adapterflow.records import BaseModelRef, ChangeCheck, RunContext
 from adapterflow.retrain import (
     TAG_REGISTERED_MODEL, TAG_RETRAIN_KEY, TAG_RETRAIN_REASON, code_digest, decide_retrain, last_successful_run,
     retrain_key,
 )
 from adapterflow.stage import stage, stage_logger
+from adapterflow.storage import run_storage
 from adapterflow.tracking import RunTracker
 from schemas.pipeline import PipelineConfig
 
 
 def check_run_changes(config: PipelineConfig, base: BaseModelRef, run: RunContext, client: MlflowClient) -> ChangeCheck:
-    """Compare this run's retrain key with the last successful run's for the same registered model."""
+    """Compare this run's retrain key with the last successful run's for the same registered model, and that
+    run's eval set with the model's frozen one (which `adapterflow eval-set refresh` replaces)."""
     key = retrain_key(config.data.sources, run.config_sha256, base.sha256, code_digest())
     experiment_id = client.get_run(run.mlflow_run_id).info.experiment_id
-    last_key, last_run = last_successful_run(client, experiment_id, config.registered_model_name)
-    decision = decide_retrain(key, last_key, last_run, config.execution.skip_unchanged)
+    last = last_successful_run(client, experiment_id, config.registered_model_name)
+    frozen = None
+    if config.data.split.eval_set == "frozen" and last is not None:
+        found = find_eval_set(client, run_storage(run), config.registered_model_name)
+        frozen = found.id if found else None
+    decision = decide_retrain(key, last, config.execution.skip_unchanged, frozen)
     return ChangeCheck(retrain=decision.retrain, reason=decision.reason, key=key)
 
 
