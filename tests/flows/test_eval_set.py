@@ -47,6 +47,6 @@ def test_refresh_freezes_a_new_eval_set_from_grown_data_and_the_next_run_retrain
     summary = json.loads((tmp_path / "again.json").read_text())
     assert summary["outcome"] == "trained" and summary["model_version"] == "2"
     reason = MlflowClient().get_run(summary["mlflow_run_id"]).data.tags["adapterflow.retrain_reason"]
-    assert f"frozen eval set changed since run" in reason and f"-> {new.id[:12]}" in reason
+    assert "frozen eval set changed since run" in reason and f"-> {new.id[:12]}" in reason
     third = runner.invoke(app, ["run", str(small_path), "--summary-json", str(tmp_path / "third.json")])
     assert third.exit_code == 0 and json.loads((tmp_path / "third.json").read_text())["outcome"] != "trained"
