@@ -13,6 +13,7 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel
 
+from adapterflow.forgetting import load_general_passages
 from adapterflow.home import configure_environment
 from adapterflow.logs import quiet_third_party, scrub_secrets_from_logs
 from adapterflow.models.base import base_model_here
@@ -52,14 +53,16 @@ def train_on_worker(tokenized: TokenizedData, base: BaseModelRef, config: dict[s
 @flow(name=EVALUATE_FLOW)
 def evaluate_on_worker(
     trained: TrainResult, tokenized: TokenizedData, split: SplitResult, base: BaseModelRef, config: dict[str, Any],
-    run: RunContext,
+    run: RunContext, general_set: str | None = None,
 ) -> str:
-    """Evaluate base, candidate and champion on this worker; the record goes to the store."""
+    """Evaluate base, candidate and champion on this worker; the record goes to the store. `general_set`: the
+    store's record of the user's general set (see ship_general_set)."""
     configure_environment()
     quiet_third_party()  # also where no CLI ran first: a worker's flow run
     scrub_secrets_from_logs()  # the worker's own handlers: secrets never reach a log line
     pipeline = config_here(config)
-    record = evaluate(trained, tokenized, split, base_model_here(base, pipeline.base_model), pipeline, run)
+    passages = run_storage(run).get_json(general_set) if general_set else None
+    record = evaluate(trained, tokenized, split, base_model_here(base, pipeline.base_model), pipeline, run, passages)
     return run_storage(run).put_json(record_name(run, "evaluate"), record.model_dump(mode="json"))
 
 
@@ -90,8 +93,20 @@ def evaluate_stage(
     """Evaluate in this process (execution.mode local) or as a flow run on the GPU pool (distributed)."""
     if config.execution.mode == "local":
         return evaluate(trained, tokenized, split, base, config, run)
-    run_gpu_flow(EVALUATE_FLOW, config, run, trained=trained, tokenized=tokenized, split=split, base=base)
+    run_gpu_flow(EVALUATE_FLOW, config, run, trained=trained, tokenized=tokenized, split=split, base=base,
+                 general_set=ship_general_set(config, run))
     return EvalResult.model_validate(run_storage(run).get_json(record_name(run, "evaluate")))
+
+
+def ship_general_set(config: PipelineConfig, run: RunContext) -> str | None:
+    """The passages of the user's evaluation.general_set, put in the store for a worker on another machine (which
+    has no copy of the file); the record's name, or None for the packaged set, which every machine has."""
+    settings = config.evaluation
+    if settings.general_set is None or not settings.general_passages:
+        return None
+    name = record_name(run, "general_set")
+    run_storage(run).put_json(name, load_general_passages(settings.general_set, settings.general_passages))
+    return name
 
 
 def search_stage(
@@ -115,7 +130,9 @@ def machine_local_services(storage_root: str, tracking_uri: str) -> list[str]:
     return found
 
 
-def run_gpu_flow(flow_name: str, config: PipelineConfig, run: RunContext, **records: BaseModel | int) -> None:
+def run_gpu_flow(
+    flow_name: str, config: PipelineConfig, run: RunContext, **records: BaseModel | int | str | None,
+) -> None:
     for problem in machine_local_services(run.storage, tracking_uri()):
         stage_logger().warning("execution.mode is distributed but %s: only a worker on this machine can serve it",
                                problem)

@@ -115,15 +115,17 @@ def sample_conversations(eval_table: DataTable, count: int, system_prompt: str |
 
 
 def evaluate_contenders(
-    models: list[Contender], tokenized: TokenizedData, eval_table: DataTable, config: PipelineConfig, storage: Storage
+    models: list[Contender], tokenized: TokenizedData, eval_table: DataTable, config: PipelineConfig, storage: Storage,
+    general_passages: list[str] | None = None,
 ) -> dict[str, dict]:
-    """{model name: {"metrics": {...}, "answers": [...]}} for every contender, cached per model in the store."""
+    """{model name: {"metrics": {...}, "answers": [...]}} for every contender, cached per model in the store.
+    `general_passages`: the general set's passages when the pipeline read them (its file is on another machine)."""
     device = select_device(config.execution.device)
     precision = select_precision(config.training.precision, device)
     settings = config.evaluation
     conversations, _ = sample_conversations(eval_table, settings.sample_generations, config.tokenize.system_prompt)
     passages = [] if tokenized.task == "classification" or not settings.general_passages else \
-        load_general_passages(settings.general_set, settings.general_passages)
+        general_passages or load_general_passages(settings.general_set, settings.general_passages)
     dataset = TokenDataset(storage.fetch(tokenized.uri) / "eval.parquet")
     # the general set by content, not by path; generation scores are computed from the stored answers
     scored_settings = settings.model_dump(mode="json", exclude={"general_set", "generation_metrics"})
@@ -200,9 +202,10 @@ def compare_side_by_side(
 @stage("evaluate", retries=1, tags=["gpu"])
 def evaluate(
     trained: TrainResult, tokenized: TokenizedData, split: SplitResult, base: BaseModelRef,
-    config: PipelineConfig, run: RunContext,
+    config: PipelineConfig, run: RunContext, general_passages: list[str] | None = None,
 ) -> EvalResult:
-    """Evaluate base, candidate and champion; log `eval/<model>/<metric>` and the samples table."""
+    """Evaluate base, candidate and champion; log `eval/<model>/<metric>` and the samples table.
+    `general_passages`: evaluation.general_set as read on the pipeline's machine (a GPU worker lacks the file)."""
     storage = run_storage(run)
     eval_table = split.eval.model_copy(update={"path": str(storage.fetch(split.uri) / "eval.parquet")})
     adapter_dir = storage.fetch(trained.uri) / "adapter"
@@ -211,7 +214,8 @@ def evaluate(
                                                          base, adapter_dir)
     else:
         champion, champion_skipped = None, "evaluation.compare_champion is false"
-    results = evaluate_contenders(contenders(base, adapter_dir, champion), tokenized, eval_table, config, storage)
+    results = evaluate_contenders(contenders(base, adapter_dir, champion), tokenized, eval_table, config, storage,
+                                  general_passages)
     table = compare_side_by_side(eval_table, results, config, tokenized.label_names)
     tracker = RunTracker.for_run(run)  # the samples quote eval rows and what the models made of them
     tracker.log_metrics({eval_metric(name, metric): value for name, result in results.items()
