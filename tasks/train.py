@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -86,16 +87,20 @@ def train_or_reuse(
                    task=tokenized.task, label_names=tokenized.label_names, base_dtype=config.base_model.dtype,
                    init_from=champion.adapter_dir if champion else None)
     tokenized_dir = storage.fetch(tokenized.uri)
-    if config.training.distributed.num_processes > 1:
-        from adapterflow.training.distributed import train_adapter_distributed
+    try:
+        if config.training.distributed.num_processes > 1:
+            from adapterflow.training.distributed import train_adapter_distributed
 
-        resume_from = resume_point(checkpoints)
-        outcome = train_adapter_distributed(tokenized_dir, base, config.method, config.training, device, precision,
-                                            staging, tracker.run_id if tracker else None, **options,
-                                            checkpoints=checkpoints, resume_from=resume_from)
-    else:
-        outcome = train_resumably(tokenized_dir, base, config, device, precision, staging, tracker, checkpoints,
-                                  options | {"probe": probe})
+            resume_from = resume_point(checkpoints)
+            outcome = train_adapter_distributed(tokenized_dir, base, config.method, config.training, device,
+                                                precision, staging, tracker.run_id if tracker else None, **options,
+                                                checkpoints=checkpoints, resume_from=resume_from)
+        else:
+            outcome = train_resumably(tokenized_dir, base, config, device, precision, staging, tracker, checkpoints,
+                                      options | {"probe": probe})
+    except BaseException:  # failed, pruned or stopped: what it left is no adapter (checkpoints live elsewhere)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     metrics = outcome.metrics | {"train/precision_bf16": float(precision == "bf16")}
     (staging / METRICS_FILE).write_text(json.dumps({"metrics": metrics, "history": outcome.history}, indent=2))
     storage.publish(staging, "adapters", key, METRICS_FILE)

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from adapterflow.cli import app
 from adapterflow.errors import NumericalFault
 from adapterflow.home import Home
+from adapterflow.storage import Storage
 from schemas import load_config
 from tests.conftest import tiny_config, write_config
 
@@ -78,6 +79,7 @@ def test_a_four_trial_sweep_nests_its_trials_prunes_writes_the_best_config_and_r
             earlier = [curve_[trial["step"]] for curve_ in complete_curves]
             assert trial["loss"] > statistics.median(earlier)
     assert best["loss"] == min(trial["loss"] for trial in trials if trial["state"] == "complete")
+    assert not list(Storage.resolve(None, home).mirror.glob(".adapter-*"))  # pruned trials leave nothing behind
 
     written = Path(summary["best_config"])
     assert copied.read_text() == written.read_text()
