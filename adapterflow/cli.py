@@ -45,8 +45,9 @@ def validate(config: ConfigArg, overrides: SetOption = []) -> None:  # noqa: B00
         loaded = _load(config, overrides)
     except ConfigError as error:
         raise _fail(error) from None
+    searched = f", a sweep over {', '.join(loaded.sweep.parameters)}" if loaded.sweep else ""
     output.print(f"[green]ok[/] {config}: {loaded.name}, method {loaded.method.type} on {loaded.base_model.name}, "
-                  f"{len(loaded.data.sources)} data source(s)")
+                  f"{len(loaded.data.sources)} data source(s){searched}", highlight=False)
 
 
 SummaryOption = Annotated[Path | None, typer.Option("--summary-json", help="write the run summary here")]

@@ -50,3 +50,9 @@ def test_the_cli_configures_prefect_before_prefect_reads_its_settings(tmp_path: 
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env=env | {"ADAPTERFLOW_HOME": str(tmp_path)}, check=True)
     assert result.stdout.split() == [str(tmp_path / "prefect"), "120"]
+
+
+def test_validate_names_the_settings_a_sweep_searches() -> None:
+    sweep_config = Path(__file__).parent.parent / "configs" / "smollm2_lora_sweep_cpu.yaml"
+    result = runner.invoke(app, ["validate", str(sweep_config)])
+    assert result.exit_code == 0 and "a sweep over training.learning_rate, method.r" in result.output
