@@ -128,6 +128,9 @@ def trials_table(trials: list[dict[str, Any]], best: int) -> Table:
     """Each trial's drawn values, how it ended and its eval loss; the best one marked."""
     table = Table(title="Trials", show_header=True, header_style="bold")
     names = list(trials[0]["values"]) if trials else []
+    leaves = [name.rsplit(".", 1)[-1] for name in names]
+    if len(set(leaves)) == len(leaves):  # `learning_rate`, not `training.lea…` in 80 columns
+        names = leaves
     for column in ["#", *names, "state", "eval loss", "step"]:
         table.add_column(column, justify="left" if column == "state" else "right")
     for trial in trials:

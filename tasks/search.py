@@ -110,8 +110,7 @@ def run_trial(
     except TrainingPruned as pruned:
         outcome = outcome.model_copy(update={
             "state": "pruned", "loss": pruned.loss, "step": pruned.step,
-            "reason": f"eval loss {pruned.loss:.4f} at step {pruned.step} was worse than the median of earlier "
-                      "trials at that step"})
+            "reason": "worse than the median of earlier trials at that step"})
     except AdapterflowError as error:
         if not trial_fault(error):
             client.set_terminated(tracker.run_id, RunStatus.to_string(RunStatus.FAILED))
