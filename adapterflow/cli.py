@@ -103,17 +103,22 @@ def sweep(config: ConfigArg, trials: TrialsOption = None, overrides: SetOption =
           register: RegisterOption = False, best_config: BestConfigOption = None,
           summary_json: SummaryOption = None) -> None:
     """Search hyperparameters over the config's sweep section with Optuna (one nested MLflow run per trial,
-    pruned on eval loss) and write the best trial's config."""
+    pruned on eval loss) and write the best trial's config; with --register, run it like `adapterflow run`."""
     from adapterflow.report import render_summary, render_sweep
 
-    summary, ui_command = _run_flow("sweep", config, overrides, summary_json, module="sweep", trials=trials,
-                                    register_best=register)
+    summary, ui_command = _run_flow("sweep", config, overrides, None, module="sweep", trials=trials)
     if best_config is not None:
         best_config.parent.mkdir(parents=True, exist_ok=True)
         best_config.write_text(Path(summary["best_config"]).read_text())
     render_sweep(output, summary, ui_command, best_config)
-    if "finetune" in summary:
+    if summary_json is not None:  # the sweep's, before a registration that may fail
+        summary_json.parent.mkdir(parents=True, exist_ok=True)
+        summary_json.write_text(json.dumps(summary, indent=2))
+    if register:  # the best config as a run of its own: trained (from the store), evaluated, registered, gated
+        summary["finetune"], _ = _run_flow("finetune", Path(summary["best_config"]), [], None)
         render_summary(output, summary["finetune"], ui_command)
+        if summary_json is not None:
+            summary_json.write_text(json.dumps(summary, indent=2))
 
 
 from adapterflow.stack.cli import stack_app  # noqa: E402 - the commands' own imports stay lazy

@@ -9,21 +9,20 @@ from prefect import flow
 from adapterflow.errors import UsageError
 from adapterflow.home import configure_environment
 from adapterflow.summary import sweep_summary
-from flows.finetune import finetune, load_training_stages
+from flows.finetune import load_training_stages
 from schemas.pipeline import PipelineConfig
-from schemas.sweep import apply_values
 from tasks.base_model import prepare_base_model
 from tasks.track import finish_tracking, mark_run_failed, start_tracking
 
 
 @flow(name="adapterflow-sweep", on_failure=[mark_run_failed], on_crashed=[mark_run_failed])
-def sweep(config: PipelineConfig, trials: int | None = None, register_best: bool = False) -> dict[str, Any]:
+def sweep(config: PipelineConfig, trials: int | None = None) -> dict[str, Any]:
     """Search the config's `sweep:` ranges with Optuna and write the best trial's config.
 
     base model -> data (ingest ... tokenize, once for all trials, see flows/data.py) -> search: `trials` trials,
     each trained and judged by its eval loss in a nested MLflow run under this one, pruned on the way (on the GPU
-    pool in distributed mode, see flows/gpu.py) -> the best config written and logged -> with `register_best`:
-    the finetune flow on the best config, registered and gated like any run (its adapter comes from the store).
+    pool in distributed mode, see flows/gpu.py) -> the best config written and logged. Running the finetune flow
+    on that config then reuses the best trial's adapter from the store (`adapterflow sweep --register` does).
     """
     from flows.gpu import search_stage
     from tasks.search import write_best_config
@@ -37,19 +36,13 @@ def sweep(config: PipelineConfig, trials: int | None = None, register_best: bool
     searched = search_stage(data.tokenize, base, config, trials or config.sweep.trials, run)
     best_config = write_best_config(config, searched, run)
     summary = sweep_summary(run, data, searched, best_config)
-    if register_best:
-        summary["finetune"] = finetune(apply_values(config, searched.best.values))
     finish_tracking(run, summary)
     return summary
 
 
 def check_config(config: PipelineConfig) -> None:
-    """A sweep needs its section, and trials that train in one process (they are measured and pruned there)."""
+    """A sweep needs its section (the schema checks the rest when the config is loaded)."""
     if config.sweep is None:
         raise UsageError(
             f"config {config.name!r} has no sweep section",
             hint="add one, e.g.  sweep: {parameters: {training.learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}}}")
-    if config.training.distributed.num_processes > 1:
-        raise UsageError(
-            f"training.distributed.num_processes is {config.training.distributed.num_processes}: a sweep's trials "
-            "train in one process each", hint="--set training.distributed.num_processes=1 for the sweep")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, Discriminator, Field, Tag, ValidationError, field_validator, model_validator,
+)
 
 from schemas.base import StrictModel
 
@@ -42,13 +44,26 @@ class SearchRange(StrictModel):
     def bounds(self) -> list[Scalar]:
         """Values to try the setting with before any trial: the bounds, and for a float range a fractional value
         (an integer setting would refuse what the trial draws)."""
-        return [self.low, self.high] if self.integer else [self.low, self.high, self.low + (self.high - self.low) / 3]
+        if self.integer:
+            return [self.low, self.high]
+        inside = self.low + (self.high - self.low) / 3
+        return [self.low, self.high, inside if not float(inside).is_integer() else inside + (self.high - self.low) / 7]
 
 
 class SearchChoices(StrictModel):
     """One of a list of values."""
 
-    choices: list[Scalar] = Field(min_length=1)
+    choices: list[Any] = Field(min_length=1)
+
+    @field_validator("choices")
+    @classmethod
+    def _single_values(cls, choices: list[Any]) -> list[Any]:
+        lists = [choice for choice in choices if not isinstance(choice, bool | int | float | str | None)]
+        if lists:
+            raise ValueError(f"each choice must be one number, string, true/false or null, not {lists[0]!r}: Optuna "
+                             "draws single values (search a list-valued setting by naming each list in the config "
+                             "you run)")
+        return choices
 
     def bounds(self) -> list[Scalar]:
         """Every choice: each must be a valid setting."""
@@ -124,8 +139,15 @@ def with_values(model: type[BaseModel], raw: dict[str, Any], values: dict[str, A
 
 def value_problems(model: type[BaseModel], raw: dict[str, Any], sweep: SweepConfig) -> list[str]:
     """Every searched setting that the config dict `raw` doesn't have, or whose bounds or choices it would not
-    accept."""
+    accept; and settings of the config that trials can't train with."""
     problems = []
+    processes = raw["training"]["distributed"]["num_processes"]
+    if processes > 1:
+        problems.append(f"training.distributed.num_processes is {processes}: a sweep's trials train in one process "
+                        "each (set it to 1 for the sweep)")
+    if raw["training"]["warm_start"] == "champion" and any(path.startswith("method.") for path in sweep.parameters):
+        problems.append("training.warm_start is champion: a trial can only continue the champion's adapter with the "
+                        "champion's method settings (set training.warm_start: none to search method.*)")
     for path, space in sweep.parameters.items():
         for value in space.bounds():
             try:

@@ -13,6 +13,7 @@ import yaml
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from pydantic import ValidationError
 
 from adapterflow.devices import select_device, select_precision
 from adapterflow.errors import AdapterflowError, NumericalFault
@@ -53,16 +54,28 @@ def trial_fault(error: AdapterflowError) -> bool:
     return isinstance(error, NumericalFault) or isinstance(error.__cause__, torch.OutOfMemoryError)
 
 
-def open_trial_run(client: MlflowClient, parent: RunContext, number: int, config: PipelineConfig) -> RunTracker:
-    """A nested MLflow run under the sweep's run, with the trial's whole config (redacted) as params."""
+def open_trial_run(client: MlflowClient, parent: RunContext, number: int, config: PipelineConfig | None,
+                   values: dict[str, Any]) -> RunTracker:
+    """A nested MLflow run under the sweep's run, with the trial's whole config as params (redacted); only the
+    drawn values when they make no valid config."""
     experiment_id = client.get_run(parent.mlflow_run_id).info.experiment_id
-    resolved = config.model_dump(mode="json")
     tags = {MLFLOW_PARENT_RUN_ID: parent.mlflow_run_id, TAG_RUN_KIND: "sweep-trial", TAG_TRIAL: str(number),
-            TAG_CONFIG_SHA: sha256_json(resolved), TAG_CODE_VERSION: code_version()}
+            TAG_CODE_VERSION: code_version()}
+    if config is not None:
+        resolved = config.model_dump(mode="json")
+        tags[TAG_CONFIG_SHA] = sha256_json(resolved)
     run_id = client.create_run(experiment_id, run_name=f"{parent.run_name}-trial-{number}", tags=tags).info.run_id
     tracker = RunTracker(run_id, client, parent.pii)
-    tracker.log_params(flatten_params(tracker.redactor.value(resolved)))
+    tracker.log_params(flatten_params(tracker.redactor.value(resolved)) if config is not None else values)
     return tracker
+
+
+def end_trial_run(tracker: RunTracker, outcome: TrialOutcome) -> None:
+    """Tag the trial's run with how it ended, deliver its metrics and close it (failed trials as FAILED)."""
+    tracker.set_tags({TAG_TRIAL_STATE: outcome.state, **({TAG_TRIAL_REASON: outcome.reason} if outcome.reason else {})})
+    tracker.flush_metrics()  # on a GPU worker an outage's buffer lives on that machine: deliver it now
+    status = RunStatus.FAILED if outcome.state == "failed" else RunStatus.FINISHED
+    tracker.client.set_terminated(tracker.run_id, RunStatus.to_string(status))
 
 
 def stored_adapter_loss(trained: TrainResult, tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig,
@@ -84,47 +97,69 @@ def run_trial(
 ) -> TrialOutcome:
     """Train one trial with the probe reporting its eval loss to the study; its MLflow run ends with its state."""
     values = suggest_values(trial, config.sweep.parameters)
-    trained_with = trial_config(config, values)
-    tracker = open_trial_run(client, parent, trial.number, trained_with)
+    try:
+        trained_with, invalid = trial_config(config, values), None
+    except ValidationError as error:  # settings valid one by one, not together (e.g. AdaLoRA's target_r > init_r)
+        trained_with = None
+        invalid = "the drawn values make no valid config: " + "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+    tracker = open_trial_run(client, parent, trial.number, trained_with, values)
+    outcome = TrialOutcome(number=trial.number, values=values, state="complete", mlflow_run_id=tracker.run_id)
+    if trained_with is None:
+        outcome = outcome.model_copy(update={"state": "failed", "reason": invalid})
+    else:
+        try:
+            outcome = train_trial(trial, outcome, tokenized, base, trained_with, parent, tracker,
+                                  config.sweep.eval_steps)
+        except TrainingPruned as pruned:
+            stopped = {"state": "pruned", "loss": pruned.loss, "step": pruned.step,
+                       "reason": "worse than the median of earlier trials at that step"}
+            if not math.isfinite(pruned.loss):
+                stopped = {"state": "failed", "step": pruned.step, "reason": f"eval loss {pruned.loss} is not finite"}
+            outcome = outcome.model_copy(update=stopped)
+        except AdapterflowError as error:
+            if not trial_fault(error):
+                client.set_terminated(tracker.run_id, RunStatus.to_string(RunStatus.FAILED))
+                raise
+            outcome = outcome.model_copy(update={"state": "failed", "reason": tracker.redactor.text(str(error))})
+        except BaseException as error:  # a bug, or Ctrl-C (KILLED, as MLflow names it): the run can't stay RUNNING
+            status = RunStatus.KILLED if isinstance(error, KeyboardInterrupt) else RunStatus.FAILED
+            client.set_terminated(tracker.run_id, RunStatus.to_string(status))
+            raise
+        finally:
+            free_accelerator_memory(select_device(config.execution.device))
+    end_trial_run(tracker, outcome)
+    return outcome
+
+
+def train_trial(
+    trial: optuna.Trial, outcome: TrialOutcome, tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig,
+    parent: RunContext, tracker: RunTracker, eval_steps: int,
+) -> TrialOutcome:
+    """Train (or reuse) the trial's adapter, `config`, while the probe reports its eval loss every `eval_steps`;
+    the outcome at its last step. Raises TrainingPruned when the pruner (or a loss that is not finite) stops it."""
     storage = run_storage(parent)
 
     def report(step: int, loss: float) -> bool:
         tracker.log_metrics({LOSS: loss}, step=step)
+        if not math.isfinite(loss):
+            return True
         trial.report(loss, step)
         return trial.should_prune()
 
-    probe = HeldOutProbe(config.sweep.eval_steps, report, config.evaluation.batch_size)
-    outcome = TrialOutcome(number=trial.number, values=values, state="complete", mlflow_run_id=tracker.run_id)
-    try:
-        trained = train_or_reuse(tokenized, base, trained_with, storage, tracker, probe)
-        if probe.history:
-            step, loss = probe.history[-1]
-        else:  # reused from the store: measured now, logged at its last step
-            step, loss = int(trained.metrics["train/steps"]), stored_adapter_loss(trained, tokenized, base,
-                                                                                 trained_with, storage)
-            tracker.log_metrics({LOSS: loss}, step=step)
-        perplexity = {} if tokenized.task == "classification" else \
-            {eval_metric("candidate", "perplexity"): math.exp(min(loss, 50.0))}
-        tracker.log_metrics(trained.metrics | perplexity)
-        outcome = outcome.model_copy(update={"loss": loss, "step": step})
-    except TrainingPruned as pruned:
-        outcome = outcome.model_copy(update={
-            "state": "pruned", "loss": pruned.loss, "step": pruned.step,
-            "reason": "worse than the median of earlier trials at that step"})
-    except AdapterflowError as error:
-        if not trial_fault(error):
-            client.set_terminated(tracker.run_id, RunStatus.to_string(RunStatus.FAILED))
-            raise
-        outcome = outcome.model_copy(update={"state": "failed", "reason": tracker.redactor.text(str(error))})
-    except BaseException:  # a bug or Ctrl-C: the trial's run must not stay RUNNING
-        client.set_terminated(tracker.run_id, RunStatus.to_string(RunStatus.FAILED))
-        raise
-    finally:
-        free_accelerator_memory(select_device(config.execution.device))
-    tracker.set_tags({TAG_TRIAL_STATE: outcome.state, **({TAG_TRIAL_REASON: outcome.reason} if outcome.reason else {})})
-    status = RunStatus.FAILED if outcome.state == "failed" else RunStatus.FINISHED
-    client.set_terminated(tracker.run_id, RunStatus.to_string(status))
-    return outcome
+    probe = HeldOutProbe(eval_steps, report, config.evaluation.batch_size)
+    trained = train_or_reuse(tokenized, base, config, storage, tracker, probe)
+    if probe.history:
+        step, loss = probe.history[-1]
+    else:  # reused from the store: measured now, logged at its last step
+        step, loss = int(trained.metrics["train/steps"]), stored_adapter_loss(trained, tokenized, base, config, storage)
+        tracker.log_metrics({LOSS: loss}, step=step)
+    if not math.isfinite(loss):
+        return outcome.model_copy(update={"state": "failed", "step": step, "reason": f"eval loss {loss} is not finite"})
+    perplexity = {} if tokenized.task == "classification" else \
+        {eval_metric("candidate", "perplexity"): math.exp(min(loss, 50.0))}
+    tracker.log_metrics(trained.metrics | perplexity)
+    return outcome.model_copy(update={"loss": loss, "step": step})
 
 
 def describe(outcome: TrialOutcome) -> str:
@@ -139,19 +174,22 @@ def search_trials(tokenized: TokenizedData, base: BaseModelRef, config: Pipeline
     """Run `trials` trials in the sweep's MLflow run; the best complete one, or an error when none completed."""
     client = MlflowClient()
     parent = RunTracker.for_run(run, client)
-    study = make_study(config.sweep)
-    outcomes = []
+    study = make_study(config.sweep, trials)
+    outcomes: list[TrialOutcome] = []
     for _ in range(trials):
         trial = study.ask()
         outcome = run_trial(trial, tokenized, base, config, run, client)
         record_outcome(study, trial, outcome)
         outcomes.append(outcome)
         stage_logger().info("%s", describe(outcome))
+        # the sweep's run shows every trial so far: a sweep stopped half-way keeps what it found
+        parent.log_dict([outcome.model_dump(mode="json") for outcome in outcomes], TRIALS_ARTIFACT)
         if outcome.loss is not None:
             parent.log_metrics({"sweep/trial_loss": outcome.loss}, step=outcome.number)
+        if best_outcome(outcomes) is outcome:
+            parent.set_tags({TAG_BEST_RUN: outcome.mlflow_run_id})
     counts = {state: sum(outcome.state == state for outcome in outcomes) for state in ("complete", "pruned", "failed")}
     parent.log_metrics({f"sweep/trials_{state}": float(count) for state, count in counts.items()})
-    parent.log_dict([outcome.model_dump(mode="json") for outcome in outcomes], TRIALS_ARTIFACT)
     best = best_outcome(outcomes)
     if best is None:
         raise AdapterflowError(
@@ -159,7 +197,7 @@ def search_trials(tokenized: TokenizedData, base: BaseModelRef, config: Pipeline
             + "; ".join(describe(outcome) for outcome in outcomes),
             hint="narrow the ranges in sweep.parameters (failed trials name their fault), or run more trials")
     parent.log_metrics({"sweep/best_loss": best.loss})
-    parent.set_tags({TAG_BEST_RUN: best.mlflow_run_id})
+    parent.flush_metrics()  # on a GPU worker an outage's buffer lives on that machine: deliver it now
     return SearchResult(trials=outcomes, best=best)
 
 

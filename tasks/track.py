@@ -44,7 +44,8 @@ def open_run(
     training checkpoint; log the resolved config, redacted, as params and as a YAML artifact."""
     client = client or MlflowClient()
     resolved = config.model_dump(mode="json")
-    config_sha = sha256_json(resolved)
+    # the sweep section only matters to `adapterflow sweep`: adding one must not make the next run retrain
+    config_sha = sha256_json(config.model_dump(mode="json", exclude={"sweep"}))
     experiment_id = ensure_experiment(client, config.name, home)
     interrupted = interrupted_run(client, experiment_id, config_sha) if kind == "finetune" else None
     if interrupted is not None:

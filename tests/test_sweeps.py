@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 
 from adapterflow.records import TrialOutcome
-from adapterflow.sweeps import best_outcome, make_study, record_outcome, suggest_values
+from adapterflow.sweeps import best_outcome, make_study, random_start, record_outcome, suggest_values
 from schemas.sweep import SweepConfig
 
 SWEEP = SweepConfig(parameters={
@@ -16,7 +16,7 @@ SWEEP = SweepConfig(parameters={
 
 
 def draws(sweep: SweepConfig, count: int) -> list[dict]:
-    study = make_study(sweep)
+    study = make_study(sweep, count)
     values = []
     for number in range(count):
         trial = study.ask()
@@ -41,7 +41,7 @@ def test_the_same_seed_draws_the_same_trials_and_another_does_not() -> None:
 def pruned_when_behind(sweep: SweepConfig) -> bool:
     """Two trials complete with eval loss 1.0 and 2.0 at step 5; whether a third at 3.0 there is pruned (one at
     1.2, ahead of the median, never is)."""
-    study = make_study(sweep)
+    study = make_study(sweep, 4)
     for number, loss in enumerate([1.0, 2.0]):
         trial = study.ask()
         trial.report(loss, 5)
@@ -67,5 +67,11 @@ def test_the_best_trial_is_the_complete_one_with_the_lowest_loss() -> None:
                 TrialOutcome(number=3, values={}, state="complete", loss=1.5, mlflow_run_id="d"),
                 TrialOutcome(number=4, values={}, state="complete", loss=1.5, mlflow_run_id="e")]
     assert best_outcome(outcomes).number == 3  # a pruned trial's early loss doesn't count; ties go to the earlier
+    not_finite = TrialOutcome(number=5, values={}, state="complete", loss=float("nan"), mlflow_run_id="f")
+    assert best_outcome([not_finite, *outcomes]).number == 3 and best_outcome([not_finite]) is None
     assert best_outcome(outcomes[1:3]) is None
-    assert isinstance(make_study(SWEEP).sampler, optuna.samplers.TPESampler)
+    assert isinstance(make_study(SWEEP, 8).sampler, optuna.samplers.TPESampler)
+
+
+def test_tpe_models_the_results_after_a_third_of_the_trials_not_after_optunas_ten() -> None:
+    assert [random_start(trials) for trials in (1, 4, 6, 8, 30)] == [2, 2, 2, 2, 10]

@@ -39,10 +39,6 @@ class HeldOutProbe:
     batch_size: int = 8
     history: list[tuple[int, float]] = field(default_factory=list)
 
-    @property
-    def final_loss(self) -> float | None:
-        return self.history[-1][1] if self.history else None
-
 
 def held_out_loss(
     model: torch.nn.Module, dataset: TokenDataset, task: str, pad_token_id: int, batch_size: int,

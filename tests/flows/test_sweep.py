@@ -92,8 +92,10 @@ def test_a_four_trial_sweep_nests_its_trials_prunes_writes_the_best_config_and_r
     registered = summary["finetune"]
     assert registered["model_version"] == "1" and registered["promoted"] is True
     assert "train" in registered["skipped"]  # the best trial's adapter, from the store: not trained again
-    assert client.get_run(registered["mlflow_run_id"]).data.params["training.learning_rate"] == \
-        str(best["values"]["training.learning_rate"])
+    registered_run = client.get_run(registered["mlflow_run_id"])
+    # evaluation of the registered adapter measures the loss the trial was judged by
+    assert registered_run.data.metrics["eval/candidate/loss"] == pytest.approx(best["loss"], rel=1e-4)
+    assert registered_run.data.params["training.learning_rate"] == str(best["values"]["training.learning_rate"])
 
 
 def test_a_trial_that_diverges_fails_alone_and_the_sweep_goes_on(

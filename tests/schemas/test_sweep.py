@@ -62,3 +62,22 @@ def test_bounds_and_choices_the_config_would_refuse_are_errors_before_any_trial(
 def test_ranges_must_make_sense(space: dict, error: str) -> None:
     with pytest.raises(ValueError, match=error.replace("(", r"\(").replace(")", r"\)")):
         SearchRange(**space)
+
+
+def test_settings_trials_cant_train_with_are_errors_at_load(tmp_path: Path) -> None:
+    lists = {"parameters": {"method.target_modules": {"choices": [["q_proj", "v_proj"], "all-linear"]}}}
+    problems = problems_of(write_config(tmp_path, minimal(sweep=lists)))
+    assert "each choice must be one number, string, true/false or null, not ['q_proj', 'v_proj']" in \
+        problems["sweep.parameters['method.target_modules'].choices"]
+
+    sweep = {"parameters": {"method.r": {"choices": [4, 8]}, "training.max_grad_norm": {"low": 2, "high": 8.0}}}
+    config = minimal(sweep=sweep, training={"warm_start": "champion", "distributed": {"num_processes": 2}})
+    message = problems_of(write_config(tmp_path, config))["sweep"]
+    assert "num_processes is 2: a sweep's trials train in one process each" in message
+    assert "training.warm_start is champion" in message and "set training.warm_start: none" in message
+    assert "max_grad_norm" not in message  # a float range on a float setting is fine
+
+
+def test_a_float_range_is_tried_with_a_fraction_even_when_a_third_of_it_is_whole() -> None:
+    space = SearchRange(low=2, high=8.0)  # a third of the way is 4.0: an integer setting would accept it
+    assert not space.integer and any(not float(value).is_integer() for value in space.bounds())

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import optuna
 import torch
+from mlflow.tracking import MlflowClient
 
 from adapterflow.errors import AdapterflowError, DataError, NumericalFault
 from adapterflow.methods.memory_plan import out_of_memory_advice
 from schemas.training import TrainingConfig
-from tasks.search import trial_fault
+from adapterflow.home import Home
+from schemas import load_config
+from tasks.search import run_trial, trial_fault
+from tasks.track import open_run
+from tests.conftest import tiny_config, write_config
 
 
 def test_divergence_and_out_of_memory_fail_the_trial_anything_else_the_sweep() -> None:
@@ -18,3 +26,24 @@ def test_divergence_and_out_of_memory_fail_the_trial_anything_else_the_sweep() -
         assert trial_fault(error)
     assert not trial_fault(DataError("data/train.jsonl: 40% of rows are malformed"))
     assert not trial_fault(AdapterflowError("MLflow is unreachable"))
+
+
+def test_values_valid_alone_but_not_together_fail_their_trial_in_its_own_run(
+    tmp_path: Path, home: Home, tiny_model_dir: Path,
+) -> None:
+    raw = tiny_config(tiny_model_dir, sweep={"parameters": {"method.init_r": {"choices": [4, 8]},
+                                                           "method.target_r": {"choices": [2, 8]}}})
+    raw["method"] = {"type": "adalora", "init_r": 8, "target_r": 4}
+    config = load_config(write_config(tmp_path, raw))
+    client = MlflowClient()
+    parent = open_run(config, home, "flow-run-1", kind="sweep", client=client)
+    # each value alone fits the config (checked at load); init_r 4 with target_r 8 does not
+    trial = optuna.trial.FixedTrial({"method.init_r": 4, "method.target_r": 8})
+    outcome = run_trial(trial, tokenized=None, base=None, config=config, parent=parent, client=client)  # not reached
+
+    assert outcome.state == "failed" and outcome.loss is None
+    assert "the drawn values make no valid config" in outcome.reason and "target_r (8) must not exceed init_r (4)" in outcome.reason
+    run = client.get_run(outcome.mlflow_run_id)
+    assert run.info.status == "FAILED" and run.data.params == {"method.init_r": "4", "method.target_r": "8"}
+    assert run.data.tags["mlflow.parentRunId"] == parent.mlflow_run_id
+    assert run.data.tags["adapterflow.trial_state"] == "failed"
