@@ -173,6 +173,7 @@ def test_distributed_run_trains_on_the_cuda_pool_through_the_bucket_and_retrains
     assert len(tracking.search_model_versions(f"name='{MODEL}'")) == 3
 
 
+@pytest.mark.slow  # 100 s on 2 cores; tests/flows/test_gpu_stages.py covers the search flow on the pool in-process
 def test_a_sweeps_trials_train_on_the_cuda_pool_in_nested_runs_on_the_tracking_server(
     cluster: dict, tiny_model_dir: Path
 ) -> None:
