@@ -72,18 +72,19 @@ def render_data_check(console: Console, summary: dict[str, Any], ui_command: str
 
 
 def metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
-    """Base, champion and candidate side by side: perplexity and loss, or accuracy, macro-F1 and loss."""
+    """Base, champion and candidate side by side, a row per metric (ten metrics fit an 80-column terminal this way):
+    perplexity, loss, generation scores and forgetting, or accuracy, macro-F1 and loss."""
     from adapterflow.evaluation import EVAL_METRICS
 
-    columns = [column for column in EVAL_METRICS if column in metrics["candidate"]]
-    title = "label tokens" if "perplexity" in columns else "classification"
+    rows = [metric for metric in EVAL_METRICS if metric in metrics["candidate"]]
+    title = "label tokens" if "perplexity" in rows else "classification"
+    models = [name for name in ("base", "champion", "candidate") if name in metrics]
     table = Table(title=f"Evaluation (eval split, {title})", header_style="bold")
-    table.add_column("model")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for name in ("base", "champion", "candidate"):
-        if name in metrics:
-            table.add_row(name, *(f"{metrics[name][column]:.4f}" for column in columns))
+    table.add_column("metric")
+    for name in models:
+        table.add_column(name, justify="right")
+    for metric in rows:
+        table.add_row(metric, *(f"{metrics[name][metric]:.4g}" if metric in metrics[name] else "-" for name in models))
     return table
 
 
