@@ -30,3 +30,23 @@ def questions(count: int) -> list[dict]:
     return [chat(f"question number {i} about the {i % 7} module and its {i % 11} functions",
                  f"answer {i}: call function_{i} with arguments {i * 3} and {i * 5} to get result {i * 7}", i + 1)
             for i in range(count)]
+
+
+def tokenized_questions(folder: Path, model_dir: Path, rows: int, eval_size: float):  # noqa: ANN201
+    """(store, base model, tokenized data) of `rows` questions split and tokenized for the tiny model: what a
+    training test trains on."""
+    from adapterflow.home import Home
+    from adapterflow.records import BaseModelRef
+    from adapterflow.storage import Storage
+    from schemas.data import LeakageConfig, SplitConfig
+    from schemas.tokenize import TokenizeConfig
+    from tasks.split import split_rows
+    from tasks.tokenize import tokenize_splits
+
+    home = Home(folder / "home")
+    home.cache.mkdir(parents=True)
+    storage = Storage.local(home.cache)
+    base = BaseModelRef(name="tiny", path=str(model_dir), sha256="x")
+    split = split_rows(filtered(folder / "data", questions(rows)), SplitConfig(eval_size=eval_size, max_eval_rows=None),
+                       LeakageConfig(enabled=False), storage, 1)
+    return storage, base, tokenize_splits(split, base, TokenizeConfig(max_length=64), storage)

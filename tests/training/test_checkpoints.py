@@ -9,19 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapterflow.home import Home
 from adapterflow.records import BaseModelRef, TokenizedData
 from adapterflow.storage import Storage
 from adapterflow.training.checkpoints import MARKER, CheckpointPlan, complete_steps, newest_checkpoint
 from adapterflow.training.hf_trainer import AdapterflowTrainer
 from adapterflow.training.trainer import train_adapter
-from schemas.data import LeakageConfig, SplitConfig
 from schemas.method import LoraMethod
-from schemas.tokenize import TokenizeConfig
 from schemas.training import TrainingConfig
-from tasks.split import split_rows
-from tasks.tokenize import tokenize_splits
-from tests.tasks.helpers import filtered, questions
+from tests.tasks.helpers import tokenized_questions
 
 STEPS = 8
 
@@ -32,13 +27,7 @@ class Killed(Exception):
 
 @pytest.fixture
 def setup(tmp_path: Path, tiny_model_dir: Path) -> tuple[Storage, BaseModelRef, TokenizedData]:
-    home = Home(tmp_path / "home")
-    home.cache.mkdir(parents=True)
-    storage = Storage.local(home.cache)
-    base = BaseModelRef(name="tiny", path=str(tiny_model_dir), sha256="x")
-    split = split_rows(filtered(tmp_path / "data", questions(24)), SplitConfig(eval_size=0.2, max_eval_rows=None),
-                       LeakageConfig(enabled=False), storage, 1)
-    return storage, base, tokenize_splits(split, base, TokenizeConfig(max_length=64), storage)
+    return tokenized_questions(tmp_path, tiny_model_dir, rows=24, eval_size=0.2)
 
 
 def train(setup: tuple, out: Path, plan: CheckpointPlan | None = None, resume_from: Path | None = None):  # noqa: ANN201
