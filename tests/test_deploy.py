@@ -30,6 +30,9 @@ def test_local_mode_deploys_the_pipeline_only_and_distributed_mode_adds_the_gpu_
         ("adapterflow-evaluate/stdlib-docs-assistant", "a100")]
     assert distributed[1].job_variables == {"env": {"X": "1"}} and distributed[0].cron == "0 3 * * 1"
     assert distributed[0].parameters["config"]["execution"]["mode"] == "distributed"
+    swept = deployment_specs(load_config(ROOT / "configs" / "smollm2_lora_sweep_cpu.yaml", overrides), None, "UTC")
+    assert [(s.full_name, s.work_pool) for s in swept][-1] == ("adapterflow-search/stdlib-docs-assistant", "a100")
+    assert swept[-1].entrypoint == "flows/gpu.py:search_on_worker"
 
 
 def test_the_repositorys_prefect_yaml_is_what_deploy_creates_for_the_demo() -> None:
