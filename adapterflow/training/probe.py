@@ -63,6 +63,8 @@ class HeldOutLossCallback(TrainerCallback):
         last = state.global_step >= state.max_steps
         if state.global_step % self.probe.every_steps and not last:
             return
+        if any(step == state.global_step for step, _ in self.probe.history):
+            return  # a training restarted after running out of memory: this step was measured and reported
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             loss = self.measure(model)
         model.train()

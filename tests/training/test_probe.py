@@ -62,3 +62,17 @@ def test_a_probe_that_says_stop_prunes_training_there_but_never_at_the_last_step
     outcome = train(setup, tmp_path / "complete", last_only)
     assert [step for step, _ in last_only.history] == [7]  # measured at the end, and the end always completes
     assert (outcome.output_dir / "adapter_model.safetensors").exists()
+
+
+def test_a_restarted_training_does_not_measure_or_report_a_step_twice() -> None:
+    from types import SimpleNamespace
+
+    from adapterflow.training.probe import HeldOutLossCallback
+
+    measured: list[int] = []
+    probe = HeldOutProbe(every_steps=2, report=lambda step, loss: False)
+    callback = HeldOutLossCallback(probe, lambda model: measured.append(1) or 1.5, torch.device("cpu"))
+    model = torch.nn.Linear(1, 1)
+    for step in (1, 2, 3, 4, 1, 2, 3, 4, 5, 6):  # out of memory after step 4: the trial starts again from 0
+        callback.on_step_end(None, SimpleNamespace(global_step=step, max_steps=6), None, model=model)
+    assert [step for step, _ in probe.history] == [2, 4, 6] and len(measured) == 3
