@@ -53,6 +53,12 @@ def validate(config: ConfigArg, overrides: SetOption = []) -> None:  # noqa: B00
 SummaryOption = Annotated[Path | None, typer.Option("--summary-json", help="write the run summary here")]
 
 
+def _write_summary(path: Path | None, summary: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=2))
+
+
 def _run_flow(flow_name: str, config: Path, overrides: list[str], summary_json: Path | None, module: str = "finetune",
               **flow_options: object) -> tuple[dict, str]:
     """Validate the config, run a flow of flows/<module>.py on it, write the summary; user errors end the command,
@@ -76,9 +82,7 @@ def _run_flow(flow_name: str, config: Path, overrides: list[str], summary_json: 
     except AdapterflowError as error:
         console.print(f"[bold red]run failed[/] ({type(error).__name__})")
         raise _fail(error) from None
-    if summary_json is not None:
-        summary_json.parent.mkdir(parents=True, exist_ok=True)
-        summary_json.write_text(json.dumps(summary, indent=2))
+    _write_summary(summary_json, summary)
     ui_command = "adapterflow ui" if uses_embedded_mlflow(home) else f"open {os.environ['MLFLOW_TRACKING_URI']}"
     return summary, ui_command
 
@@ -111,14 +115,11 @@ def sweep(config: ConfigArg, trials: TrialsOption = None, overrides: SetOption =
         best_config.parent.mkdir(parents=True, exist_ok=True)
         best_config.write_text(Path(summary["best_config"]).read_text())
     render_sweep(output, summary, ui_command, best_config)
-    if summary_json is not None:  # the sweep's, before a registration that may fail
-        summary_json.parent.mkdir(parents=True, exist_ok=True)
-        summary_json.write_text(json.dumps(summary, indent=2))
+    _write_summary(summary_json, summary)  # the sweep's, before a registration that may fail
     if register:  # the best config as a run of its own: trained (from the store), evaluated, registered, gated
         summary["finetune"], _ = _run_flow("finetune", Path(summary["best_config"]), [], None)
         render_summary(output, summary["finetune"], ui_command)
-        if summary_json is not None:
-            summary_json.write_text(json.dumps(summary, indent=2))
+        _write_summary(summary_json, summary)
 
 
 from adapterflow.stack.cli import stack_app  # noqa: E402 - the commands' own imports stay lazy

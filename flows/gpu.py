@@ -34,18 +34,19 @@ EVALUATE_FLOW = "adapterflow-evaluate"
 SEARCH_FLOW = "adapterflow-search"
 
 
-def config_here(config: dict[str, Any]) -> PipelineConfig:
-    """The pipeline's config, validated without requiring its data files on this machine."""
+def on_worker(config: dict[str, Any]) -> PipelineConfig:
+    """Set up a worker's flow run (no CLI ran first there); the pipeline's config, validated without requiring its
+    data files on this machine."""
+    configure_environment()
+    quiet_third_party()
+    scrub_secrets_from_logs()  # the worker's own handlers: secrets never reach a log line
     return PipelineConfig.model_validate(config, context={"foreign_paths": True})
 
 
 @flow(name=TRAIN_FLOW)
 def train_on_worker(tokenized: TokenizedData, base: BaseModelRef, config: dict[str, Any], run: RunContext) -> str:
     """Train (or reuse) the adapter on this worker; the record goes to the store, its name is returned."""
-    configure_environment()
-    quiet_third_party()  # also where no CLI ran first: a worker's flow run
-    scrub_secrets_from_logs()  # the worker's own handlers: secrets never reach a log line
-    pipeline = config_here(config)
+    pipeline = on_worker(config)
     record = train(tokenized, base_model_here(base, pipeline.base_model), pipeline, run)
     return run_storage(run).put_json(record_name(run, "train"), record.model_dump(mode="json"))
 
@@ -57,10 +58,7 @@ def evaluate_on_worker(
 ) -> str:
     """Evaluate base, candidate and champion on this worker; the record goes to the store. `general_set`: the
     store's record of the user's general set (see ship_general_set)."""
-    configure_environment()
-    quiet_third_party()  # also where no CLI ran first: a worker's flow run
-    scrub_secrets_from_logs()  # the worker's own handlers: secrets never reach a log line
-    pipeline = config_here(config)
+    pipeline = on_worker(config)
     passages = run_storage(run).get_json(general_set) if general_set else None
     record = evaluate(trained, tokenized, split, base_model_here(base, pipeline.base_model), pipeline, run, passages)
     return run_storage(run).put_json(record_name(run, "evaluate"), record.model_dump(mode="json"))
@@ -70,10 +68,7 @@ def evaluate_on_worker(
 def search_on_worker(tokenized: TokenizedData, base: BaseModelRef, config: dict[str, Any], trials: int,
                      run: RunContext) -> str:
     """Run a sweep's trials on this worker (each trains here, pruned from here); the record goes to the store."""
-    configure_environment()
-    quiet_third_party()  # also where no CLI ran first: a worker's flow run
-    scrub_secrets_from_logs()  # the worker's own handlers: secrets never reach a log line
-    pipeline = config_here(config)
+    pipeline = on_worker(config)
     record = search(tokenized, base_model_here(base, pipeline.base_model), pipeline, trials, run)
     return run_storage(run).put_json(record_name(run, "search"), record.model_dump(mode="json"))
 

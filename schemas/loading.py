@@ -98,6 +98,11 @@ def _set_child(node: Any, part: str, value: Any) -> bool:
     return False
 
 
+def validation_problems(error: ValidationError) -> str:
+    """A pipeline config's validation errors on one line, each `path: message` as `adapterflow validate` words it."""
+    return "; ".join(f"{problem.path}: {problem.message}" for problem in map(describe_error, error.errors()))
+
+
 def describe_error(error: dict[str, Any]) -> ConfigProblem:
     """Turn one pydantic error into a problem with a readable field path and a hint."""
     path, parent, field = _walk(tuple(error["loc"]))

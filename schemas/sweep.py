@@ -58,7 +58,7 @@ class SearchChoices(StrictModel):
     @field_validator("choices")
     @classmethod
     def _single_values(cls, choices: list[Any]) -> list[Any]:
-        lists = [choice for choice in choices if not isinstance(choice, bool | int | float | str | None)]
+        lists = [choice for choice in choices if not isinstance(choice, Scalar)]
         if lists:
             raise ValueError(f"each choice must be one number, string, true/false or null, not {lists[0]!r}: Optuna "
                              "draws single values (search a list-valued setting by naming each list in the config "
@@ -156,6 +156,7 @@ def value_problems(model: type[BaseModel], raw: dict[str, Any], sweep: SweepConf
                 problems.append(f"{path!r}: no such setting in this config (method {raw['method']['type']})")
                 break
             except ValidationError as error:
-                reasons = ", ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-                problems.append(f"{path}={value!r} is not a valid setting ({reasons})")
+                from schemas.loading import validation_problems  # it imports the pipeline config, which imports us
+
+                problems.append(f"{path}={value!r} is not a valid setting ({validation_problems(error)})")
     return problems

@@ -17,7 +17,6 @@ from pydantic import ValidationError
 
 from adapterflow.devices import select_device, select_precision
 from adapterflow.errors import AdapterflowError, NumericalFault
-from adapterflow.hashing import sha256_json
 from adapterflow.methods.artifacts import load_trained, read_manifest
 from adapterflow.models.base import load_tokenizer
 from adapterflow.records import BaseModelRef, RunContext, SearchResult, TokenizedData, TrainResult, TrialOutcome
@@ -30,8 +29,10 @@ from adapterflow.tracking import (
 from adapterflow.training.data import TokenDataset
 from adapterflow.training.probe import HeldOutProbe, TrainingPruned, held_out_loss
 from adapterflow.training.trainer import free_accelerator_memory
+from schemas.loading import validation_problems
 from schemas.pipeline import PipelineConfig
 from schemas.sweep import apply_values
+from tasks.track import config_sha256
 from tasks.train import train_or_reuse
 
 TAG_TRIAL = "adapterflow.trial"  # the trial's number in its sweep
@@ -62,11 +63,11 @@ def open_trial_run(client: MlflowClient, parent: RunContext, number: int, config
     tags = {MLFLOW_PARENT_RUN_ID: parent.mlflow_run_id, TAG_RUN_KIND: "sweep-trial", TAG_TRIAL: str(number),
             TAG_CODE_VERSION: code_version()}
     if config is not None:
-        resolved = config.model_dump(mode="json")
-        tags[TAG_CONFIG_SHA] = sha256_json(resolved)
+        tags[TAG_CONFIG_SHA] = config_sha256(config)
     run_id = client.create_run(experiment_id, run_name=f"{parent.run_name}-trial-{number}", tags=tags).info.run_id
     tracker = RunTracker(run_id, client, parent.pii)
-    tracker.log_params(flatten_params(tracker.redactor.value(resolved)) if config is not None else values)
+    params = tracker.redactor.value(config.model_dump(mode="json")) if config is not None else values
+    tracker.log_params(flatten_params(params))
     return tracker
 
 
@@ -101,8 +102,7 @@ def run_trial(
         trained_with, invalid = trial_config(config, values), None
     except ValidationError as error:  # settings valid one by one, not together (e.g. AdaLoRA's target_r > init_r)
         trained_with = None
-        invalid = "the drawn values make no valid config: " + "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        invalid = f"the drawn values make no valid config: {validation_problems(error)}"
     tracker = open_trial_run(client, parent, trial.number, trained_with, values)
     outcome = TrialOutcome(number=trial.number, values=values, state="complete", mlflow_run_id=tracker.run_id)
     if trained_with is None:

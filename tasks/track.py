@@ -37,6 +37,12 @@ def new_run_name() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
+def config_sha256(config: PipelineConfig) -> str:
+    """The hash a run is known by (retrain key, resume): its resolved config without the sweep section, which only
+    `adapterflow sweep` reads (adding one must not make the next run retrain)."""
+    return sha256_json(config.model_dump(mode="json", exclude={"sweep"}))
+
+
 def open_run(
     config: PipelineConfig, home: Home, flow_run_id: str, kind: str = "finetune", client: MlflowClient | None = None
 ) -> RunContext:
@@ -44,8 +50,7 @@ def open_run(
     training checkpoint; log the resolved config, redacted, as params and as a YAML artifact."""
     client = client or MlflowClient()
     resolved = config.model_dump(mode="json")
-    # the sweep section only matters to `adapterflow sweep`: adding one must not make the next run retrain
-    config_sha = sha256_json(config.model_dump(mode="json", exclude={"sweep"}))
+    config_sha = config_sha256(config)
     experiment_id = ensure_experiment(client, config.name, home)
     interrupted = interrupted_run(client, experiment_id, config_sha) if kind == "finetune" else None
     if interrupted is not None:
