@@ -61,7 +61,7 @@ def packed_batch(examples: int, example_length: int, row_tokens: int, vocab: int
     """Random examples packed by the trainer's collator into rows of up to `row_tokens` tokens."""
     import numpy as np
 
-    from adapterflow.training.packing import PackedCollator
+    from adapterflow.tokenization.packing import PackedCollator
 
     generator = np.random.default_rng(0)
     rows = generator.integers(10, vocab, size=(examples, example_length))
@@ -72,8 +72,8 @@ def training_step(model, batch: dict, optimizer, precision: str, update: bool = 
     """Forward, backward and (with `update`) optimizer step as the trainer runs them (projected next-token loss)."""
     import torch
 
-    from adapterflow.devices import autocast
-    from adapterflow.training.packing import next_token_loss
+    from adapterflow.core.devices import autocast
+    from adapterflow.tokenization.packing import next_token_loss
 
     with autocast(torch.device("cpu"), precision):
         loss, _ = next_token_loss(model, batch)
@@ -119,8 +119,8 @@ def main() -> None:
 
     import torch
 
-    from adapterflow.devices import select_precision
-    from adapterflow.home import Home, configure_environment
+    from adapterflow.core.devices import select_precision
+    from adapterflow.core.home import Home, configure_environment
     from adapterflow.models.base import materialise_builtin
 
     configure_environment()

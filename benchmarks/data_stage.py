@@ -104,12 +104,12 @@ def peak_mb() -> tuple[float, float]:
 
 def run_adapterflow(parquet: str, folder: str, workers: int, queue) -> None:
     """In a fresh process: the clean and dedup stages exactly as the pipeline runs them."""
-    from adapterflow.records import DataTable, IngestResult
+    import pyarrow.parquet as pq
+
+    from adapterflow.storage.records import DataTable, IngestResult
     from schemas.data import CleanConfig, DedupConfig
     from tasks.clean import clean_table
     from tasks.dedup import dedup_rows
-
-    import pyarrow.parquet as pq
 
     rows = pq.ParquetFile(parquet).metadata.num_rows
     table = DataTable(path=parquet, rows=rows, task="pretrain")

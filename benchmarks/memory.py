@@ -79,8 +79,8 @@ def main() -> None:
 
     import torch
 
-    from adapterflow.devices import select_precision
-    from adapterflow.home import Home, configure_environment
+    from adapterflow.core.devices import select_precision
+    from adapterflow.core.home import Home, configure_environment
     from adapterflow.models.base import materialise_builtin
 
     configure_environment()

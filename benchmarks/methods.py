@@ -50,12 +50,12 @@ METHODS = {
 
 def prepare(folder: Path, train: int, held_out: int):
     """Tokenize the demo examples once, with adapterflow's tokenize stage."""
+    from adapterflow.core.home import Home
     from adapterflow.data.python_docs import build_python_docs
     from adapterflow.data.tables import TableWriter
-    from adapterflow.home import Home
     from adapterflow.models.base import materialise_builtin, weights_sha256
-    from adapterflow.records import BaseModelRef, SplitResult
-    from adapterflow.storage import Storage
+    from adapterflow.storage.records import BaseModelRef, SplitResult
+    from adapterflow.storage.store import Storage
     from schemas.tokenize import TokenizeConfig
     from tasks.tokenize import tokenize_splits
 
@@ -79,11 +79,11 @@ def base_loss(base, tokenized, queue) -> None:
     """The untrained base model's eval loss, packed and padded (prompt-learning methods are scored padded)."""
     import torch
 
-    from adapterflow.devices import select_precision
-    from adapterflow.evaluation import response_perplexity
+    from adapterflow.core.devices import select_precision
+    from adapterflow.evaluation.metrics import response_perplexity
     from adapterflow.methods.build import ModelSpec, load_base
     from adapterflow.models.base import load_tokenizer
-    from adapterflow.training.data import TokenDataset
+    from adapterflow.tokenization.dataset import TokenDataset
 
     device = torch.device("cpu")
     precision = select_precision("auto", device)
@@ -99,12 +99,12 @@ def run_method(options: dict, base, tokenized, steps: int, batch: int, out: str,
     import torch
     from pydantic import TypeAdapter
 
-    from adapterflow.devices import select_precision
-    from adapterflow.errors import AdapterflowError
-    from adapterflow.evaluation import response_perplexity
+    from adapterflow.core.devices import select_precision
+    from adapterflow.core.errors import AdapterflowError
+    from adapterflow.evaluation.metrics import response_perplexity
     from adapterflow.methods.artifacts import load_trained
     from adapterflow.models.base import load_tokenizer
-    from adapterflow.training.data import TokenDataset
+    from adapterflow.tokenization.dataset import TokenDataset
     from adapterflow.training.trainer import train_adapter
     from schemas.method import Method
     from schemas.training import TrainingConfig
@@ -139,7 +139,7 @@ def main() -> None:
 
     import mlflow
 
-    from adapterflow.home import configure_environment
+    from adapterflow.core.home import configure_environment
 
     configure_environment()
     chosen = [name.strip() for name in args.methods.split(",")]

@@ -182,7 +182,7 @@ def configs_section(folder: Path, count: int) -> tuple[Row, bool]:
         path = folder / "configs" / f"config-{index:03}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        done_run = subprocess.run([sys.executable, "-m", "adapterflow.cli", "validate", str(path)], check=False,
+        done_run = subprocess.run([sys.executable, "-m", "adapterflow.cli.main", "validate", str(path)], check=False,
                                   cwd=ROOT, capture_output=True, text=True,
                                   env=flow_env(folder / "validate-home", None))
         exit_codes[done_run.returncode] += 1
@@ -203,8 +203,8 @@ def lines_section(folder: Path, count: int) -> tuple[Row, bool]:
     """2b. Fuzzed data lines through ingest."""
     import orjson
 
+    from adapterflow.core.home import Home
     from adapterflow.data.tables import iter_rows
-    from adapterflow.home import Home
     from schemas.data import FileSource
     from tasks.ingest import ingest_sources
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from schemas.loading import _single_model
+from schemas.problems import _single_model
 from schemas.pipeline import PipelineConfig
 
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "smollm2_lora_cpu.yaml"

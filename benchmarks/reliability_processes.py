@@ -100,7 +100,7 @@ def flow_env(home: Path, tracking_uri: str | None, extra: Mapping[str, str] | No
 
 def start_flow(config: Path, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
     """`adapterflow run CONFIG` in its own process group, output to `log`, summary beside the log."""
-    command = [sys.executable, "-m", "adapterflow.cli", "run", str(config),
+    command = [sys.executable, "-m", "adapterflow.cli.main", "run", str(config),
                "--summary-json", str(log.with_suffix(".summary.json"))]
     return spawn(command, env, log, cwd=ROOT)
 

@@ -32,7 +32,7 @@ def run_cli(env: dict[str, str], folder: Path, name: str, *overrides: str) -> tu
     summary = folder / f"{name}.json"
     sets = [item for override in overrides for item in ("--set", override)]
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "adapterflow.cli", "run", str(DEMO), *sets, "--summary-json",
+    done = subprocess.run([sys.executable, "-m", "adapterflow.cli.main", "run", str(DEMO), *sets, "--summary-json",
                            str(summary)], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:

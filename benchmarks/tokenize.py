@@ -56,11 +56,11 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     args = parser.parse_args()
 
+    from adapterflow.core.home import Home
     from adapterflow.data.tables import TableWriter
-    from adapterflow.home import Home
-    from adapterflow.storage import Storage
     from adapterflow.models.base import load_tokenizer, materialise_builtin
-    from adapterflow.records import BaseModelRef, SplitResult
+    from adapterflow.storage.records import BaseModelRef, SplitResult
+    from adapterflow.storage.store import Storage
     from schemas.tokenize import TokenizeConfig
     from tasks.tokenize import tokenize_splits
 

@@ -51,7 +51,13 @@ def recipe(model_dir: str, train: list, steps: int, batch: int, out: str, queue)
     """(a) The common recipe."""
     import torch
     from peft import get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainingArguments,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     texts = [tokenizer.apply_chat_template(conv, tokenize=False) for conv in train]
@@ -78,10 +84,10 @@ def adapterflow(model_dir: str, train: list, steps: int, batch: int, out: str, q
     """(b) adapterflow's tokenize and train stages."""
     import torch
 
+    from adapterflow.core.devices import select_precision
     from adapterflow.data.tables import TableWriter
-    from adapterflow.devices import select_precision
-    from adapterflow.storage import Storage
-    from adapterflow.records import BaseModelRef, SplitResult
+    from adapterflow.storage.records import BaseModelRef, SplitResult
+    from adapterflow.storage.store import Storage
     from adapterflow.training.trainer import train_adapter
     from schemas.method import LoraMethod
     from schemas.tokenize import TokenizeConfig
@@ -108,16 +114,15 @@ def adapterflow(model_dir: str, train: list, steps: int, batch: int, out: str, q
 
 def eval_loss(model_dir: str, adapter: str, held_out: list, queue) -> None:
     """Response-token loss of base + adapter on held-out answers (same code for both adapters)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from adapterflow.evaluation import response_perplexity
-    from adapterflow.tokenization import ChatTokenizer
-    from adapterflow.training.data import TokenDataset
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from adapterflow.evaluation.metrics import response_perplexity
+    from adapterflow.tokenization.chat import ChatTokenizer
+    from adapterflow.tokenization.dataset import TokenDataset
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     batch = ChatTokenizer(tokenizer, MAX_LENGTH)(held_out)
@@ -137,7 +142,7 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=64)
     args = parser.parse_args()
 
-    from adapterflow.home import Home, configure_environment
+    from adapterflow.core.home import Home, configure_environment
     from adapterflow.models.base import materialise_builtin
 
     configure_environment()

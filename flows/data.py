@@ -5,7 +5,7 @@
 
 from prefect import flow
 
-from adapterflow.records import BaseModelRef, PreparedData, RunContext
+from adapterflow.storage.records import BaseModelRef, PreparedData, RunContext
 from schemas.pipeline import PipelineConfig
 from tasks.check_tokens import check_tokens
 from tasks.clean import clean

@@ -7,9 +7,9 @@ from typing import Any
 
 from prefect import flow
 
-from adapterflow.home import configure_environment
-from adapterflow.locks import one_retrain_at_a_time
-from adapterflow.summary import build_summary, unchanged_summary
+from adapterflow.core.home import configure_environment
+from adapterflow.orchestration.locks import one_retrain_at_a_time
+from adapterflow.reporting.summary import build_summary, unchanged_summary
 from schemas.pipeline import PipelineConfig
 from tasks.base_model import prepare_base_model
 from tasks.check_changes import check_changes
@@ -20,7 +20,7 @@ def load_training_stages():  # noqa: ANN201
     """The data, training and registry stages, imported only when a run has work to do: their libraries
     (transformers' Trainer, peft, great-expectations, presidio) take seconds to import, and a scheduled run
     that finds nothing changed should not pay for them."""
-    from adapterflow.logs import quiet_third_party
+    from adapterflow.core.logs import quiet_third_party
 
     quiet_third_party()  # also where no CLI ran first: a flow run on a worker
     from flows.data import prepare_data

@@ -13,17 +13,22 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel
 
-from adapterflow.forgetting import load_general_passages
-from adapterflow.home import configure_environment
-from adapterflow.logs import quiet_third_party, scrub_secrets_from_logs
+from adapterflow.core.home import configure_environment
+from adapterflow.core.logs import quiet_third_party, scrub_secrets_from_logs, stage_logger
+from adapterflow.evaluation.forgetting import load_general_passages
 from adapterflow.models.base import base_model_here
-from adapterflow.records import (
-    BaseModelRef, EvalResult, RunContext, SearchResult, SplitResult, TokenizedData, TrainResult,
+from adapterflow.orchestration.remote import run_on_pool
+from adapterflow.storage.records import (
+    BaseModelRef,
+    EvalResult,
+    RunContext,
+    SearchResult,
+    SplitResult,
+    TokenizedData,
+    TrainResult,
 )
-from adapterflow.remote import run_on_pool
-from adapterflow.stage import stage_logger
-from adapterflow.storage import record_name, run_storage
-from adapterflow.tracking import tracking_uri
+from adapterflow.storage.store import record_name, run_storage
+from adapterflow.tracking.run import tracking_uri
 from schemas.pipeline import PipelineConfig
 from tasks.evaluate import evaluate
 from tasks.search import search

@@ -6,9 +6,9 @@ from typing import Any
 
 from prefect import flow
 
-from adapterflow.errors import UsageError
-from adapterflow.home import configure_environment
-from adapterflow.summary import sweep_summary
+from adapterflow.core.errors import UsageError
+from adapterflow.core.home import configure_environment
+from adapterflow.reporting.summary import sweep_summary
 from flows.finetune import load_training_stages
 from schemas.pipeline import PipelineConfig
 from tasks.base_model import prepare_base_model

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from adapterflow.secrets import looks_secret
+from adapterflow.core.secrets import looks_secret
 from schemas.base import StrictModel, resolve_config_path
 
 

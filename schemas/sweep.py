@@ -6,10 +6,18 @@ import copy
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator, BaseModel, Discriminator, Field, Tag, ValidationError, field_validator, model_validator,
+    AfterValidator,
+    BaseModel,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
 )
 
 from schemas.base import StrictModel
+from schemas.problems import validation_problems
 
 # Trials share one prepared dataset (ingest ... tokenize run once per sweep): only what training does can vary.
 SEARCHABLE_SECTIONS = ("training", "method")
@@ -156,7 +164,5 @@ def value_problems(model: type[BaseModel], raw: dict[str, Any], sweep: SweepConf
                 problems.append(f"{path!r}: no such setting in this config (method {raw['method']['type']})")
                 break
             except ValidationError as error:
-                from schemas.loading import validation_problems  # it imports the pipeline config, which imports us
-
-                problems.append(f"{path}={value!r} is not a valid setting ({validation_problems(error)})")
+                problems.append(f"{path}={value!r} is not a valid setting ({validation_problems(error, model)})")
     return problems

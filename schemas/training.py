@@ -63,7 +63,7 @@ class TrainingConfig(StrictModel):
     )
     attention: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
         "auto", description="attention kernel; auto: sdpa on CUDA; on CPU eager for short rows, sdpa for long ones "
-                            "(the measured crossover: adapterflow.devices.CPU_SDPA_FROM_ROW_LENGTH)"
+                            "(the measured crossover: adapterflow.core.devices.CPU_SDPA_FROM_ROW_LENGTH)"
     )
     optimizer: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "adafactor", "sgd"] = Field(
         "adamw_torch_fused", description="optimizer (transformers names; fused: one kernel for all parameters, "

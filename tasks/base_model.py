@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-from adapterflow.home import Home
+from adapterflow.core.home import Home
+from adapterflow.core.logs import stage_logger
 from adapterflow.models.base import resolve_base_model
-from adapterflow.records import BaseModelRef, RunContext
-from adapterflow.stage import stage, stage_logger
-from adapterflow.tracking import TAG_BASE_MODEL, TAG_BASE_MODEL_SHA, RunTracker
+from adapterflow.orchestration.stage import stage
+from adapterflow.storage.records import BaseModelRef, RunContext
+from adapterflow.tracking.run import TAG_BASE_MODEL, TAG_BASE_MODEL_SHA, RunTracker
 from schemas.base_model import BaseModelConfig
 
 

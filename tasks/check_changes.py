@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from adapterflow.eval_sets import find_eval_set
-from adapterflow.records import BaseModelRef, ChangeCheck, RunContext
-from adapterflow.retrain import (
-    TAG_REGISTERED_MODEL, TAG_RETRAIN_KEY, TAG_RETRAIN_REASON, code_digest, decide_retrain, last_successful_run,
+from adapterflow.core.logs import stage_logger
+from adapterflow.evaluation.eval_sets import find_eval_set
+from adapterflow.orchestration.stage import stage
+from adapterflow.registry.retrain import (
+    TAG_REGISTERED_MODEL,
+    TAG_RETRAIN_KEY,
+    TAG_RETRAIN_REASON,
+    code_digest,
+    decide_retrain,
+    last_successful_run,
     retrain_key,
 )
-from adapterflow.stage import stage, stage_logger
-from adapterflow.storage import run_storage
-from adapterflow.tracking import RunTracker
+from adapterflow.storage.records import BaseModelRef, ChangeCheck, RunContext
+from adapterflow.storage.store import run_storage
+from adapterflow.tracking.run import RunTracker
 from schemas.pipeline import PipelineConfig
 
 

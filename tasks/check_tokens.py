@@ -17,13 +17,14 @@ import orjson
 import pandas as pd
 import pyarrow.parquet as pq
 
+from adapterflow.core.errors import ValidationGateFailed
+from adapterflow.core.logs import stage_logger
 from adapterflow.data.expectations import evaluated_count, run_suites
-from adapterflow.errors import ValidationGateFailed
-from adapterflow.lengths import LengthChoice
-from adapterflow.records import RunContext, TokenizedData, ValidationResult
-from adapterflow.stage import stage, stage_logger
-from adapterflow.storage import run_storage
-from adapterflow.tracking import RunTracker
+from adapterflow.orchestration.stage import stage
+from adapterflow.storage.records import RunContext, TokenizedData, ValidationResult
+from adapterflow.storage.store import run_storage
+from adapterflow.tokenization.lengths import LengthChoice
+from adapterflow.tracking.run import RunTracker
 from schemas.data import ValidationConfig
 
 SHOWN_ROWS = 3  # rows named per failed check

@@ -9,11 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from adapterflow.core.logs import stage_logger
 from adapterflow.data.tables import TableWriter, iter_batches
 from adapterflow.data.text import map_message_contents, normalize_strings, prompts_and_responses
-from adapterflow.records import FilterResult, IngestResult, RunContext
-from adapterflow.stage import stage, stage_logger
-from adapterflow.tracking import RunTracker
+from adapterflow.orchestration.stage import stage
+from adapterflow.storage.records import FilterResult, IngestResult, RunContext
+from adapterflow.tracking.run import RunTracker
 from schemas.data import CleanConfig
 
 

@@ -9,13 +9,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from adapterflow.core.logs import stage_logger
 from adapterflow.data.near_dedup import NearDedupSettings, resolve_near_duplicates
 from adapterflow.data.scan import TableScan, read_group, scan_table
 from adapterflow.data.tables import TableWriter
 from adapterflow.data.text import comparison_parts
-from adapterflow.records import DedupResult, FilterResult, RunContext
-from adapterflow.stage import stage, stage_logger
-from adapterflow.tracking import RunTracker
+from adapterflow.orchestration.stage import stage
+from adapterflow.storage.records import DedupResult, FilterResult, RunContext
+from adapterflow.tracking.run import RunTracker
 from schemas.data import DedupConfig
 
 PREVIEW_CHARS = 120

@@ -17,25 +17,38 @@ from pathlib import Path
 
 import pandas as pd
 
-from adapterflow.comparison import add_forgetting, comparison_table, correctness, log_comparison_plots, score_generations
+from adapterflow.core.devices import select_device, select_precision
+from adapterflow.core.hashing import cache_key, code_key
+from adapterflow.core.logs import stage_logger
 from adapterflow.data.tables import iter_rows
-from adapterflow.devices import select_device, select_precision
-from adapterflow.evaluation import classification_metrics, generate_answers, response_perplexity
-from adapterflow.forgetting import general_perplexity, load_general_passages
-from adapterflow.hashing import cache_key, code_key
+from adapterflow.evaluation.comparison import (
+    add_forgetting,
+    comparison_table,
+    correctness,
+    log_comparison_plots,
+    score_generations,
+)
+from adapterflow.evaluation.forgetting import general_perplexity, load_general_passages
+from adapterflow.evaluation.metrics import classification_metrics, generate_answers, response_perplexity
 from adapterflow.methods.artifacts import adapter_identity, load_trained, read_manifest
 from adapterflow.methods.build import ModelSpec, load_base
 from adapterflow.models.base import load_tokenizer
-from adapterflow.promotion import MAJORITY, majority_class_metrics
-from adapterflow.records import (
-    BaseModelRef, DataTable, EvalResult, RunContext, SplitResult, TokenizedData, TrainResult,
-)
+from adapterflow.orchestration.stage import stage
 from adapterflow.registry import ChampionRef, find_champion
-from adapterflow.stage import stage, stage_logger
-from adapterflow.storage import Storage, run_storage
-from adapterflow.tokenization import prompt_messages, tokenizer_fingerprint
-from adapterflow.tracking import RunTracker, eval_metric
-from adapterflow.training.data import TokenDataset
+from adapterflow.registry.promotion import MAJORITY, majority_class_metrics
+from adapterflow.storage.records import (
+    BaseModelRef,
+    DataTable,
+    EvalResult,
+    RunContext,
+    SplitResult,
+    TokenizedData,
+    TrainResult,
+)
+from adapterflow.storage.store import Storage, run_storage
+from adapterflow.tokenization.chat import prompt_messages, tokenizer_fingerprint
+from adapterflow.tokenization.dataset import TokenDataset
+from adapterflow.tracking.run import RunTracker, eval_metric
 from schemas.pipeline import PipelineConfig
 
 RESULT_FILE = "result.json"

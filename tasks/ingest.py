@@ -8,16 +8,17 @@ from pathlib import Path
 
 import orjson
 
+from adapterflow.core.errors import DataError
+from adapterflow.core.hashing import cache_key
+from adapterflow.core.home import Home
+from adapterflow.core.logs import stage_logger
 from adapterflow.data.formats import FORMAT_TASK, RowError, detect_format, to_canonical
 from adapterflow.data.python_docs import as_format, build_python_docs, python_docs_version, write_jsonl
 from adapterflow.data.readers import quarantine_record, read_rows
 from adapterflow.data.tables import TableWriter
-from adapterflow.errors import DataError
-from adapterflow.hashing import cache_key
-from adapterflow.home import Home
-from adapterflow.records import IngestResult, RunContext
-from adapterflow.stage import stage, stage_logger
-from adapterflow.tracking import RunTracker
+from adapterflow.orchestration.stage import stage
+from adapterflow.storage.records import IngestResult, RunContext
+from adapterflow.tracking.run import RunTracker
 from schemas.data import DataConfig, DataSource, FileSource, PythonDocsSource
 
 DETECTION_ROWS = 50  # rows looked at to detect a file's format

@@ -1,27 +1,22 @@
-"""Promote: move `champion` to the new version only when the policy's every check passes (adapterflow/promotion.py)."""
+"""Promote: move `champion` to the new version only when the policy's every check passes (adapterflow/registry/promotion.py)."""
 
 from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from adapterflow.promotion import Check, GateInputs, PromotionDecision, promotion_decision
-from adapterflow.records import EvalResult, PromotionResult, RegisteredVersion, RunContext
+from adapterflow.core.logs import stage_logger
+from adapterflow.orchestration.stage import stage
 from adapterflow.registry.client import alias_version, move_champion_if_unchanged
-from adapterflow.stage import stage, stage_logger
-from adapterflow.tracking import ALIAS_CHAMPION, ALIAS_PREVIOUS_CHAMPION, RunTracker
+from adapterflow.registry.promotion import Check, GateInputs, PromotionDecision, promotion_aliases, promotion_decision
+from adapterflow.storage.records import EvalResult, PromotionResult, RegisteredVersion, RunContext
+from adapterflow.tracking.run import (
+    ALIAS_CHAMPION,
+    METRIC_VALIDATION_SUCCESS,
+    TAG_PROMOTION,
+    TAG_PROMOTION_REASONS,
+    RunTracker,
+)
 from schemas.registry import PromotionPolicy
-
-TAG_PROMOTION = "adapterflow.promotion"  # the decision in one line
-TAG_PROMOTION_REASONS = "adapterflow.promotion.reasons"  # every check, one per line
-VALIDATION_METRIC = "data/validation_success"  # logged by tasks/validate.py
-
-
-def promotion_aliases(new_version: str, current_champion: str | None) -> dict[str, str]:
-    """Aliases to set on promotion; the old champion stays reachable for rollback."""
-    aliases = {ALIAS_CHAMPION: new_version}
-    if current_champion is not None and current_champion != new_version:
-        aliases[ALIAS_PREVIOUS_CHAMPION] = current_champion
-    return aliases
 
 
 def champion_moved(evaluated: str | None, now: str | None, version: str) -> Check:
@@ -74,7 +69,7 @@ def decide_and_move(
 ) -> PromotionResult:
     """The decision on the registry's state read now; the alias moves only if champion is still `current`.
     The version is tagged before the move, so a retry after the move finds the decision."""
-    validation = client.get_run(run.mlflow_run_id).data.metrics.get(VALIDATION_METRIC)
+    validation = client.get_run(run.mlflow_run_id).data.metrics.get(METRIC_VALIDATION_SUCCESS)
     inputs = GateInputs(
         metrics=evaluation.metrics, task_metric=evaluation.primary_metric, champion=current,
         evaluated_champion=evaluation.champion_version, champion_skipped=evaluation.champion_skipped,

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from adapterflow.core.logs import stage_logger
 from adapterflow.data.pii import PiiScanner
 from adapterflow.data.tables import TableWriter, iter_batches
 from adapterflow.data.text import flat_messages
-from adapterflow.records import FilterResult, RedactResult, RunContext
-from adapterflow.stage import stage, stage_logger
-from adapterflow.tracking import RunTracker
+from adapterflow.orchestration.stage import stage
+from adapterflow.storage.records import FilterResult, RedactResult, RunContext
+from adapterflow.tracking.run import RunTracker
 from schemas.data import PiiConfig
 
 

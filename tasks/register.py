@@ -9,23 +9,43 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from prefect.runtime import flow_run
 from mlflow.tracking import MlflowClient
+from prefect.runtime import flow_run
 
-from adapterflow.eval_sets import TAG_EVAL_SET
-from adapterflow.evaluation import EVAL_METRICS
+from adapterflow.core.logs import stage_logger
+from adapterflow.evaluation.eval_sets import TAG_EVAL_SET
+from adapterflow.evaluation.metrics import EVAL_METRICS
 from adapterflow.methods.artifacts import adapter_identity, stage_with_prompting
 from adapterflow.models.base import base_model_provenance, load_tokenizer
-from adapterflow.records import BaseModelRef, EvalResult, RegisteredVersion, RunContext, SplitResult, TrainResult
+from adapterflow.orchestration.stage import stage
 from adapterflow.registry import register_adapter, set_aliases
 from adapterflow.registry.client import find_identical_version
-from adapterflow.stage import stage, stage_logger
-from adapterflow.storage import run_storage
-from adapterflow.tokenization import tokenizer_fingerprint
-from adapterflow.tracking import (
-    ALIAS_CHALLENGER, TAG_ADAPTER_SHA, TAG_BASE_MODEL, TAG_BASE_MODEL_SHA, TAG_CODE_VERSION, TAG_CONFIG_SHA,
-    TAG_DATASET_FINGERPRINT, TAG_EVAL_ROWS, TAG_FLOW_RUN, TAG_METHOD, TAG_MLFLOW_RUN, TAG_TOKENIZER_SHA,
-    TAG_TRAIN_ROWS, RunTracker, code_version,
+from adapterflow.storage.records import (
+    BaseModelRef,
+    EvalResult,
+    RegisteredVersion,
+    RunContext,
+    SplitResult,
+    TrainResult,
+)
+from adapterflow.storage.store import run_storage
+from adapterflow.tokenization.chat import tokenizer_fingerprint
+from adapterflow.tracking.run import (
+    ALIAS_CHALLENGER,
+    TAG_ADAPTER_SHA,
+    TAG_BASE_MODEL,
+    TAG_BASE_MODEL_SHA,
+    TAG_CODE_VERSION,
+    TAG_CONFIG_SHA,
+    TAG_DATASET_FINGERPRINT,
+    TAG_EVAL_ROWS,
+    TAG_FLOW_RUN,
+    TAG_METHOD,
+    TAG_MLFLOW_RUN,
+    TAG_TOKENIZER_SHA,
+    TAG_TRAIN_ROWS,
+    RunTracker,
+    code_version,
 )
 from schemas.pipeline import PipelineConfig
 

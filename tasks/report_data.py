@@ -10,11 +10,18 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from adapterflow.data.report import build_report
-from adapterflow.records import (
-    DedupResult, FilterResult, IngestResult, RedactResult, RunContext, SplitResult, TokenizedData, ValidationResult,
+from adapterflow.storage.records import (
+    DedupResult,
+    FilterResult,
+    IngestResult,
+    RedactResult,
+    RunContext,
+    SplitResult,
+    TokenizedData,
+    ValidationResult,
 )
-from adapterflow.storage import run_storage
-from adapterflow.tracking import RunTracker
+from adapterflow.storage.store import run_storage
+from adapterflow.tracking.run import RunTracker
 
 
 @task(name="report_data", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)

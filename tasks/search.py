@@ -15,22 +15,29 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from pydantic import ValidationError
 
-from adapterflow.devices import select_device, select_precision
-from adapterflow.errors import AdapterflowError, NumericalFault
+from adapterflow.core.devices import select_device, select_precision
+from adapterflow.core.errors import AdapterflowError, NumericalFault
+from adapterflow.core.logs import stage_logger
 from adapterflow.methods.artifacts import load_trained, read_manifest
 from adapterflow.models.base import load_tokenizer
-from adapterflow.records import BaseModelRef, RunContext, SearchResult, TokenizedData, TrainResult, TrialOutcome
-from adapterflow.stage import stage, stage_logger
-from adapterflow.storage import Storage, run_storage
-from adapterflow.sweeps import best_outcome, make_study, record_outcome, suggest_values
-from adapterflow.tracking import (
-    TAG_CODE_VERSION, TAG_CONFIG_SHA, TAG_RUN_KIND, RunTracker, code_version, eval_metric, flatten_params,
+from adapterflow.orchestration.stage import stage
+from adapterflow.storage.records import BaseModelRef, RunContext, SearchResult, TokenizedData, TrainResult, TrialOutcome
+from adapterflow.storage.store import Storage, run_storage
+from adapterflow.tokenization.dataset import TokenDataset
+from adapterflow.tracking.run import (
+    TAG_CODE_VERSION,
+    TAG_CONFIG_SHA,
+    TAG_RUN_KIND,
+    RunTracker,
+    code_version,
+    eval_metric,
+    flatten_params,
 )
-from adapterflow.training.data import TokenDataset
 from adapterflow.training.probe import HeldOutProbe, TrainingPruned, held_out_loss
+from adapterflow.training.sweeps import best_outcome, make_study, record_outcome, suggest_values
 from adapterflow.training.trainer import free_accelerator_memory
-from schemas.loading import validation_problems
 from schemas.pipeline import PipelineConfig
+from schemas.problems import validation_problems
 from schemas.sweep import apply_values
 from tasks.track import config_sha256
 from tasks.train import train_or_reuse
@@ -102,7 +109,7 @@ def run_trial(
         trained_with, invalid = trial_config(config, values), None
     except ValidationError as error:  # settings valid one by one, not together (e.g. AdaLoRA's target_r > init_r)
         trained_with = None
-        invalid = f"the drawn values make no valid config: {validation_problems(error)}"
+        invalid = f"the drawn values make no valid config: {validation_problems(error, PipelineConfig)}"
     tracker = open_trial_run(client, parent, trial.number, trained_with, values)
     outcome = TrialOutcome(number=trial.number, values=values, state="complete", mlflow_run_id=tracker.run_id)
     if trained_with is None:

@@ -17,13 +17,15 @@ import numpy as np
 import pyarrow as pa
 from mlflow.tracking import MlflowClient
 
+from adapterflow.core.errors import DataError
+from adapterflow.core.hashing import KEY_LENGTH, RowHasher
+from adapterflow.core.logs import stage_logger
 from adapterflow.data.leakage import Leaks, answers_match, find_leaks
 from adapterflow.data.minhash import mix64
 from adapterflow.data.near_dedup import NearDedupSettings
 from adapterflow.data.scan import read_group, scan_table
 from adapterflow.data.tables import TableWriter, iter_rows
-from adapterflow.errors import DataError
-from adapterflow.eval_sets import (
+from adapterflow.evaluation.eval_sets import (
     TAG_EVAL_SET,
     TAG_EVAL_SET_CHANGED,
     champion_eval_set,
@@ -34,11 +36,10 @@ from adapterflow.eval_sets import (
     record_eval_set,
     tag_registered_model,
 )
-from adapterflow.hashing import KEY_LENGTH, RowHasher
-from adapterflow.records import DataTable, FilterResult, RunContext, SplitResult
-from adapterflow.stage import stage, stage_logger
-from adapterflow.storage import Storage, run_storage
-from adapterflow.tracking import TAG_DATASET_FINGERPRINT, RunTracker
+from adapterflow.orchestration.stage import stage
+from adapterflow.storage.records import DataTable, FilterResult, RunContext, SplitResult
+from adapterflow.storage.store import Storage, run_storage
+from adapterflow.tracking.run import TAG_DATASET_FINGERPRINT, RunTracker
 from schemas.data import LeakageConfig, SplitConfig
 
 HASH_SCALE = float(1 << 64)

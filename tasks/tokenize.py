@@ -2,7 +2,7 @@
 index (classification), cached by content.
 
 With `tokenize.max_length: auto` the training rows are measured first and the length is chosen from their
-distribution (adapterflow/lengths.py). The cache key is (dataset fingerprint, tokenizer and chat-template
+distribution (adapterflow/tokenization/lengths.py). The cache key is (dataset fingerprint, tokenizer and chat-template
 hash, tokenize settings, the model's context): an unchanged re-run skips the work, and any change to one of
 them tokenizes again.
 """
@@ -17,9 +17,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from adapterflow.core.hashing import cache_key, code_key
+from adapterflow.core.logs import stage_logger
 from adapterflow.data.tables import iter_batches
-from adapterflow.hashing import cache_key, code_key
-from adapterflow.lengths import (
+from adapterflow.models.base import load_tokenizer
+from adapterflow.orchestration.stage import stage
+from adapterflow.storage.records import BaseModelRef, DataTable, RunContext, SplitResult, TokenizedData
+from adapterflow.storage.store import Storage, run_storage
+from adapterflow.tokenization.chat import ChatTokenizer, TokenizedBatch, apply_template_choice, tokenizer_fingerprint
+from adapterflow.tokenization.lengths import (
     LengthChoice,
     choose_max_length,
     length_cap,
@@ -27,13 +33,8 @@ from adapterflow.lengths import (
     measures_lengths,
     model_context,
 )
-from adapterflow.models.base import load_tokenizer
-from adapterflow.records import BaseModelRef, DataTable, RunContext, SplitResult, TokenizedData
-from adapterflow.stage import stage, stage_logger
-from adapterflow.storage import Storage, run_storage
-from adapterflow.task_tokenizers import ClassificationTokenizer, TextTokenizer
-from adapterflow.tokenization import ChatTokenizer, TokenizedBatch, apply_template_choice, tokenizer_fingerprint
-from adapterflow.tracking import RunTracker
+from adapterflow.tokenization.task_tokenizers import ClassificationTokenizer, TextTokenizer
+from adapterflow.tracking.run import RunTracker
 from schemas.tokenize import TokenizeConfig
 
 STATS_FILE = "stats.json"  # written last: its presence marks a complete folder

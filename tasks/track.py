@@ -16,18 +16,30 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from adapterflow.hashing import sha256_json
-from adapterflow.home import Home
-from adapterflow.logs import scrub_secrets_from_logs
-from adapterflow.metric_buffer import FLUSH_DEADLINE_S
-from adapterflow.records import RunContext
-from adapterflow.retrain import TAG_SKIPPED
-from adapterflow.stage import is_transient, stage_logger
-from adapterflow.storage import Storage
-from adapterflow.summary_artifact import publish_summary_artifact
-from adapterflow.tracking import (
-    CONFIG_ARTIFACT_DIR, CONFIG_FILE, TAG_CHECKPOINT, TAG_CODE_VERSION, TAG_CONFIG_SHA, TAG_FAILURE, TAG_FLOW_RUN,
-    TAG_RESUMED, TAG_RUN_KIND, TAG_RUN_NAME, RunTracker, code_version, ensure_experiment, flatten_params,
+from adapterflow.core.hashing import sha256_json
+from adapterflow.core.home import Home
+from adapterflow.core.logs import scrub_secrets_from_logs, stage_logger
+from adapterflow.orchestration.stage import is_transient
+from adapterflow.registry.retrain import TAG_SKIPPED
+from adapterflow.reporting.prefect_artifact import publish_summary_artifact
+from adapterflow.storage.records import RunContext
+from adapterflow.storage.store import Storage
+from adapterflow.tracking.metric_buffer import FLUSH_DEADLINE_S
+from adapterflow.tracking.run import (
+    CONFIG_ARTIFACT_DIR,
+    CONFIG_FILE,
+    TAG_CHECKPOINT,
+    TAG_CODE_VERSION,
+    TAG_CONFIG_SHA,
+    TAG_FAILURE,
+    TAG_FLOW_RUN,
+    TAG_RESUMED,
+    TAG_RUN_KIND,
+    TAG_RUN_NAME,
+    RunTracker,
+    code_version,
+    ensure_experiment,
+    flatten_params,
 )
 from schemas.data import PiiConfig
 from schemas.pipeline import PipelineConfig

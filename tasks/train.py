@@ -10,16 +10,17 @@ from typing import Any
 
 import torch
 
-from adapterflow.devices import select_device, select_precision
-from adapterflow.errors import AdapterflowError
-from adapterflow.hashing import cache_key, code_key
+from adapterflow.core.devices import select_device, select_precision
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.core.hashing import cache_key, code_key
+from adapterflow.core.logs import stage_logger
 from adapterflow.methods.artifacts import adapter_identity
-from adapterflow.records import BaseModelRef, RunContext, TokenizedData, TrainResult
-from adapterflow.stage import stage, stage_logger
-from adapterflow.storage import Storage, run_storage
-from adapterflow.registry import ChampionRef, find_champion
-from adapterflow.tracking import TAG_METHOD, TAG_WARM_START, RunTracker, system_metrics
 from adapterflow.methods.memory_plan import halve_micro_batch, out_of_memory_advice
+from adapterflow.orchestration.stage import stage
+from adapterflow.registry import ChampionRef, find_champion
+from adapterflow.storage.records import BaseModelRef, RunContext, TokenizedData, TrainResult
+from adapterflow.storage.store import Storage, run_storage
+from adapterflow.tracking.run import TAG_METHOD, TAG_WARM_START, RunTracker, system_metrics
 from adapterflow.training.checkpoints import CheckpointPlan, discard_checkpoints, newest_checkpoint
 from adapterflow.training.probe import HeldOutProbe
 from adapterflow.training.trainer import TrainingOutcome, TrainingOutOfMemory, free_accelerator_memory, train_adapter

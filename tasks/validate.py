@@ -11,6 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from adapterflow.core.errors import ValidationGateFailed
+from adapterflow.core.logs import stage_logger
 from adapterflow.data.expectations import (
     check_expectation_types,
     evaluated_count,
@@ -19,13 +21,12 @@ from adapterflow.data.expectations import (
     load_suite,
     run_suites,
 )
+from adapterflow.data.suites import builtin_suite_path
 from adapterflow.data.tables import iter_batches
 from adapterflow.data.text import flat_messages, prompts_and_responses
-from adapterflow.errors import ValidationGateFailed
-from adapterflow.records import FilterResult, RunContext, ValidationResult
-from adapterflow.stage import stage, stage_logger
-from adapterflow.suites import builtin_suite_path
-from adapterflow.tracking import RunTracker
+from adapterflow.orchestration.stage import stage
+from adapterflow.storage.records import FilterResult, RunContext, ValidationResult
+from adapterflow.tracking.run import METRIC_VALIDATION_SUCCESS, RunTracker
 from schemas.data import ValidationConfig
 
 TEXT_FORMAT = {"pretrain": "text", "classification": "classification"}
@@ -196,7 +197,7 @@ def validate(rows: FilterResult, config: ValidationConfig, formats: dict[str, st
     tracker.log_artifact(result.report_path, "validation")
     if result.docs_path:
         tracker.log_artifact(result.docs_path, "validation/data_docs")
-    tracker.log_metrics({"data/validation_success": float(result.success), "data/expectations_failed": len(result.failed)})
+    tracker.log_metrics({METRIC_VALIDATION_SUCCESS: float(result.success), "data/expectations_failed": len(result.failed)})
     if not result.success:
         raise ValidationGateFailed(gate_message(result), hint=gate_hint(result))
     stage_logger().info("validation passed: %d expectations", result.evaluated)

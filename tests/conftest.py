@@ -18,7 +18,7 @@ os.environ["ADAPTERFLOW_HOME"] = str(_SESSION_DIR / "home")
 os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect")
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_DIR / 'mlflow.db'}"
 
-from adapterflow.home import Home, configure_environment  # noqa: E402
+from adapterflow.core.home import Home, configure_environment  # noqa: E402
 
 configure_environment()
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from adapterflow.hashing import code_key, module_sources
-from adapterflow.records import BaseModelRef, TokenizedData
+from adapterflow.core.hashing import code_key, module_sources
+from adapterflow.storage.records import BaseModelRef, TokenizedData
 from schemas.pipeline import PipelineConfig
 from tasks.train import adapter_key
 from tests.conftest import ASSETS
@@ -50,7 +50,7 @@ def test_the_code_key_follows_imports_and_changes_with_the_code_and_library_vers
 
 def test_the_stages_keys_cover_their_modules() -> None:
     names = {str(path).split("/")[-2] + "/" + path.name for path in module_sources("tasks.tokenize")}
-    assert {"adapterflow/tokenization.py", "adapterflow/lengths.py", "tasks/tokenize.py"} <= names
+    assert {"adapterflow/tokenization/chat.py", "adapterflow/tokenization/lengths.py", "tasks/tokenize.py"} <= names
     names = {str(path).split("/")[-2] + "/" + path.name for path in module_sources("tasks.train")}
     assert {"training/trainer.py", "training/packing.py", "methods/build.py", "methods/memory_plan.py"} <= names
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from adapterflow.cli import app
+from adapterflow.cli.main import app
 from tests.conftest import ASSETS, write_config
 
 runner = CliRunner()
@@ -42,8 +42,8 @@ def test_the_cli_configures_prefect_before_prefect_reads_its_settings(tmp_path: 
     import subprocess
     import sys
 
-    script = ("import sys, adapterflow.cli; assert 'prefect' not in sys.modules, 'prefect imported early'\n"
-              "from adapterflow.home import configure_environment; configure_environment()\n"
+    script = ("import sys, adapterflow.cli.main; assert 'prefect' not in sys.modules, 'prefect imported early'\n"
+              "from adapterflow.core.home import configure_environment; configure_environment()\n"
               "from prefect.settings import PREFECT_HOME, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as t\n"
               "print(PREFECT_HOME.value(), t.value())")
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}

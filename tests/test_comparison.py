@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from adapterflow.comparison import (
+from adapterflow.core.home import Home
+from adapterflow.evaluation.comparison import (
     LOSS_CURVE_ARTIFACT,
     METRIC_BARS_ARTIFACT,
     add_forgetting,
@@ -17,8 +18,7 @@ from adapterflow.comparison import (
     log_comparison_plots,
     score_generations,
 )
-from adapterflow.home import Home
-from adapterflow.tracking import RunTracker
+from adapterflow.tracking.run import RunTracker
 
 TOKEN = "hf_Q7bX2mLpR9sT4vW8yZ1aC3dE5fG6hJ0kNq"
 

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from adapterflow.cli import app
-from adapterflow.deploy import deployment_specs, prefect_yaml
-from adapterflow.errors import AdapterflowError
+from adapterflow.cli.deploy import deployment_specs, prefect_yaml
+from adapterflow.cli.main import app
+from adapterflow.core.errors import AdapterflowError
 from schemas import load_config
 from tests.conftest import tiny_config, write_config
 
@@ -62,7 +62,7 @@ def test_deploy_without_a_server_says_how_to_get_one(monkeypatch: pytest.MonkeyP
 def test_a_gpu_stage_nobody_picks_up_times_out_naming_the_pool(tmp_path: Path, tiny_model_dir: Path) -> None:
     from prefect.client.orchestration import get_client
 
-    from adapterflow.deploy import deploy_config
+    from adapterflow.cli.deploy import deploy_config
     from flows.finetune import finetune
 
     config = load_config(write_config(tmp_path, tiny_config(tiny_model_dir, execution={
@@ -78,7 +78,7 @@ def test_a_gpu_stage_nobody_picks_up_times_out_naming_the_pool(tmp_path: Path, t
 
 
 def test_secrets_in_the_gpu_job_variables_are_refused() -> None:
-    from adapterflow.errors import ConfigError
+    from adapterflow.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY looks secret"):
         load_config(DEMO, ["execution.gpu_job_variables={env: {AWS_SECRET_ACCESS_KEY: x, CUDA_VISIBLE_DEVICES: '0'}}"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adapterflow import devices
-from adapterflow.errors import AdapterflowError
+from adapterflow.core import devices
+from adapterflow.core.errors import AdapterflowError
 
 
 def test_cpu_precision_follows_hardware(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-from adapterflow.evaluation import response_perplexity
+from adapterflow.evaluation.metrics import response_perplexity
 
 
 class UniformModel(torch.nn.Module):
@@ -49,9 +49,9 @@ def test_uniform_model_has_perplexity_of_the_vocabulary() -> None:
 def test_padded_loss_scores_the_same_tokens_as_packed_and_skips_virtual_token_logits(tiny_model_dir) -> None:
     from transformers import AutoModelForCausalLM
 
-    from adapterflow.evaluation import padded_next_token_loss
-    from adapterflow.training.collate import PadToLongest
-    from adapterflow.training.packing import PackedCollator, next_token_loss
+    from adapterflow.evaluation.metrics import padded_next_token_loss
+    from adapterflow.tokenization.collate import PadToLongest
+    from adapterflow.tokenization.packing import PackedCollator, next_token_loss
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager").eval()
     items = [{"input_ids": np.array([5, 6, 7, 8, 9]), "labels": np.array([5, 6, 7, 8, 9])},
@@ -81,7 +81,7 @@ class FirstTokenClassifier(torch.nn.Module):
 def test_classification_metrics_are_scikit_learns_accuracy_and_macro_f1() -> None:
     from sklearn.metrics import f1_score
 
-    from adapterflow.evaluation import classification_metrics
+    from adapterflow.evaluation.metrics import classification_metrics
 
     predicted, references = [0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0]
     items = [{"input_ids": np.array([p, 1]), "labels": np.array([r])} for p, r in zip(predicted, references)]
@@ -97,7 +97,7 @@ def test_classification_metrics_are_scikit_learns_accuracy_and_macro_f1() -> Non
 def test_batched_generation_matches_one_prompt_at_a_time_and_restores_the_padding_side(tiny_model_dir) -> None:
     from transformers import AutoModelForCausalLM
 
-    from adapterflow.evaluation import generate_answers
+    from adapterflow.evaluation.metrics import generate_answers
     from adapterflow.models.base import load_tokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from adapterflow.errors import AdapterflowError, DataError
-from adapterflow.faults import classify_failure
-from adapterflow.records import StageRecord
-from adapterflow.stage import stage
+from adapterflow.core.errors import AdapterflowError, DataError
+from adapterflow.core.faults import classify_failure
+from adapterflow.orchestration.stage import stage
+from adapterflow.storage.records import StageRecord
 
 
 def wrapped(outer: BaseException, cause: BaseException) -> BaseException:

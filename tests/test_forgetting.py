@@ -9,8 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapterflow.errors import AdapterflowError
-from adapterflow.forgetting import PACKAGED_GENERAL_SET, forgetting, general_perplexity, load_general_passages
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.evaluation.forgetting import (
+    PACKAGED_GENERAL_SET,
+    forgetting,
+    general_perplexity,
+    load_general_passages,
+)
 from tests.test_evaluation import UniformModel
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import sacrebleu
 
-from adapterflow.generation_metrics import GENERATION_METRICS, exact_match, generation_scores
+from adapterflow.evaluation.generation_metrics import GENERATION_METRICS, exact_match, generation_scores
 
 ALL = list(GENERATION_METRICS)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapterflow.lengths import (
+from adapterflow.tokenization.lengths import (
     LENGTH_MULTIPLE,
     LengthChoice,
     auto_max_length,

@@ -12,9 +12,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 
-from adapterflow import locks
-from adapterflow.errors import AdapterflowError
-from adapterflow.home import Home
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.core.home import Home
+from adapterflow.orchestration import locks
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

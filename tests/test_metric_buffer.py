@@ -16,13 +16,13 @@ from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from adapterflow.errors import AdapterflowError
-from adapterflow.home import Home
-from adapterflow.metric_buffer import metric_buffer_path
-from adapterflow.records import RunContext
-from adapterflow.tracking import RunTracker
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.core.home import Home
+from adapterflow.storage.records import RunContext
+from adapterflow.tokenization.collate import TokenCounter
+from adapterflow.tracking.metric_buffer import metric_buffer_path
+from adapterflow.tracking.run import RunTracker
 from adapterflow.training.callbacks import ThroughputMetrics
-from adapterflow.training.collate import TokenCounter
 from tasks.track import close_run
 
 STEPS = range(1, 11)

@@ -9,9 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from adapterflow.promotion import MAJORITY, GateInputs, majority_class_metrics, promotion_decision, relative
+from adapterflow.registry.promotion import (
+    MAJORITY,
+    GateInputs,
+    majority_class_metrics,
+    promotion_aliases,
+    promotion_decision,
+    relative,
+)
 from schemas.registry import GuardMetric, PromotionPolicy, metric_direction
-from tasks.promote import promotion_aliases
 
 OK = {"validation_passed": True}
 

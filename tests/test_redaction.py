@@ -13,9 +13,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
-from adapterflow.home import Home
-from adapterflow.redaction import Redactor
-from adapterflow.tracking import RunTracker
+from adapterflow.core.home import Home
+from adapterflow.tracking.redaction import Redactor
+from adapterflow.tracking.run import RunTracker
 from schemas.data import PiiConfig
 
 TOKEN = "hf_Q7bX2mLpR9sT4vW8yZ1aC3dE5fG6hJ0kNq"

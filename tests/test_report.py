@@ -7,7 +7,7 @@ from io import StringIO
 
 from rich.console import Console
 
-from adapterflow.report import metrics_table, render_data_warnings, trials_table
+from adapterflow.reporting.console import metrics_table, render_data_warnings, trials_table
 
 
 def test_a_small_eval_set_warning_is_printed_and_nothing_when_there_is_none() -> None:

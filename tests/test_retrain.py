@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapterflow.retrain import LastRun, decide_retrain, retrain_key
+from adapterflow.registry.retrain import LastRun, decide_retrain, retrain_key
 from schemas.data import FileSource, PythonDocsSource
 
 

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from adapterflow.logs import scrub_secrets_from_logs
-from adapterflow.secrets import looks_secret, scrub_secrets, secret_values
+from adapterflow.core.logs import scrub_secrets_from_logs
+from adapterflow.core.secrets import looks_secret, scrub_secrets, secret_values
 
 ENV = {
     "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",

@@ -31,7 +31,7 @@ def test_a_served_cron_schedule_fires_and_stopping_serve_stops_its_server(tmp_pa
     env.pop("PREFECT_API_URL", None)
     env.pop("PREFECT_HOME", None)
     log = (tmp_path / "serve.log").open("wb")
-    serve = subprocess.Popen([sys.executable, "-m", "adapterflow.cli", "serve", str(path), "--cron", "* * * * *"],
+    serve = subprocess.Popen([sys.executable, "-m", "adapterflow.cli.main", "serve", str(path), "--cron", "* * * * *"],
                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         client = MlflowClient(tracking)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from adapterflow.errors import AdapterflowError
-from adapterflow.home import Home
-from adapterflow.storage import STORAGE_ENV, Storage
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.core.home import Home
+from adapterflow.storage.store import STORAGE_ENV, Storage
 
 
 def test_default_is_the_home_cache_and_the_environment_overrides_it(
@@ -66,7 +66,7 @@ def test_records_round_trip_through_the_store(tmp_path: Path) -> None:
 
 
 def test_on_s3_the_marker_is_uploaded_after_every_other_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import adapterflow.storage as storage
+    import adapterflow.storage.store as storage
 
     uploaded: list[str] = []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapterflow.summary_artifact import artifact_key, summary_markdown
+from adapterflow.reporting.prefect_artifact import artifact_key, summary_markdown
 
 TOKEN = "hf_Q7bX2mLpR9sT4vW8yZ1aC3dE5fG6hJ0kNq"
 SUMMARY = {
@@ -36,7 +36,7 @@ def test_the_artifact_is_created_in_the_flow_run_with_secrets_redacted(monkeypat
     from prefect import flow
     from prefect.artifacts import Artifact
 
-    from adapterflow.summary_artifact import publish_summary_artifact
+    from adapterflow.reporting.prefect_artifact import publish_summary_artifact
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import optuna
 
-from adapterflow.records import TrialOutcome
-from adapterflow.sweeps import best_outcome, make_study, random_start, record_outcome, suggest_values
+from adapterflow.storage.records import TrialOutcome
+from adapterflow.training.sweeps import best_outcome, make_study, random_start, record_outcome, suggest_values
 from schemas.sweep import SweepConfig
 
 SWEEP = SweepConfig(parameters={

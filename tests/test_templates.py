@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapterflow.templates import contents_only_printed
-from adapterflow.tokenization import CHATML_TEMPLATE
+from adapterflow.tokenization.chat import CHATML_TEMPLATE
+from adapterflow.tokenization.templates import contents_only_printed
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,7 @@ def test_a_tokenizer_that_marks_every_call_falls_back_to_whole_texts(tiny_model_
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from adapterflow.tokenization import ChatTokenizer
+    from adapterflow.tokenization.chat import ChatTokenizer
 
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always")

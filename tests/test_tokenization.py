@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from adapterflow.tokenization import IGNORE_INDEX, ChatTokenizer, apply_template_choice, tokenizer_fingerprint
+from adapterflow.tokenization.chat import IGNORE_INDEX, ChatTokenizer, apply_template_choice, tokenizer_fingerprint
 
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
-from adapterflow.tracking import eval_metric, flatten_params
+from adapterflow.tracking.run import eval_metric, flatten_params
 
 
 def test_flatten_params_uses_dotted_keys_and_truncates() -> None:
@@ -19,7 +19,7 @@ def test_eval_metric_names() -> None:
 def test_experiments_open_in_the_model_training_view(home) -> None:
     from mlflow.tracking import MlflowClient
 
-    from adapterflow.tracking import EXPERIMENT_KIND_TAG, ensure_experiment
+    from adapterflow.tracking.run import EXPERIMENT_KIND_TAG, ensure_experiment
 
     client = MlflowClient()
     created = ensure_experiment(client, "new-model", home)
@@ -37,7 +37,7 @@ def test_system_metrics_are_logged_into_the_run_while_the_block_runs(home) -> No
 
     from mlflow.tracking import MlflowClient
 
-    from adapterflow.tracking import system_metrics
+    from adapterflow.tracking.run import system_metrics
 
     client = MlflowClient()
     run_id = client.create_run(client.create_experiment("system")).info.run_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapterflow.tokenization import CHATML_TEMPLATE
+from adapterflow.tokenization.chat import CHATML_TEMPLATE
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 ASSETS = Path(__file__).parent / "assets"

@@ -1,1 +1,2 @@
-"""Reading user data: formats, line-numbered readers and builtin sources."""
+"""Reading and checking user data: formats, line-numbered readers, builtin sources, dedup, PII, leakage,
+expectations. May import: core, schemas, storage."""

@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from adapterflow.errors import DataError
-from adapterflow.logs import cap_logger_levels
+from adapterflow.core.errors import DataError
+from adapterflow.core.logs import cap_logger_levels
 
 MAX_EXAMPLE_ROWS = 5  # offending rows named per failed expectation; the JSON report lists them all
 STATISTIC = re.compile(r"expect_column_(mean|median|min|max|sum|stdev|proportion_of_unique_values)_to_be_between")
@@ -24,7 +24,7 @@ def load_suite(path: Path) -> list[dict[str, Any]]:
     """The `expectations:` list of a suite YAML file."""
     spec = yaml.safe_load(path.read_text()) or {}
     if not isinstance(spec, dict) or not isinstance(spec.get("expectations"), list):
-        raise DataError(f"{path}: a suite needs an `expectations:` list", hint="see adapterflow/suites/chat.yaml")
+        raise DataError(f"{path}: a suite needs an `expectations:` list", hint="see adapterflow/data/suites/chat.yaml")
     return spec["expectations"]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from adapterflow.errors import DataError
+from adapterflow.core.errors import DataError
 
 SKIPPED_PARTS = {"test", "tests", "idlelib", "turtledemo", "lib2to3", "ensurepip", "site-packages", "__pycache__",
                  "encodings", "pydoc_data", "__phello__"}

@@ -11,8 +11,14 @@ import pyarrow.parquet as pq
 
 from adapterflow.data.tables import iter_batches
 from adapterflow.data.text import prompts_and_responses
-from adapterflow.records import (
-    DedupResult, FilterResult, IngestResult, RedactResult, SplitResult, TokenizedData, ValidationResult,
+from adapterflow.storage.records import (
+    DedupResult,
+    FilterResult,
+    IngestResult,
+    RedactResult,
+    SplitResult,
+    TokenizedData,
+    ValidationResult,
 )
 
 

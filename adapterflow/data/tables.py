@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from adapterflow.records import DataTable
+from adapterflow.storage.records import DataTable
 
 CHUNK_ROWS = 8192
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from pydantic import TypeAdapter
 
-from adapterflow.errors import AdapterflowError
-from adapterflow.hashing import cache_key, sha256_files
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.core.hashing import cache_key, sha256_files
 from adapterflow.methods.bottleneck import inject_bottlenecks
 from adapterflow.methods.build import ModelSpec, load_base
 from schemas.method import BottleneckMethod, LoraMethod, Method, MethodVariant

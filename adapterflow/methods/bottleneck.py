@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.errors import AdapterflowError
 
 STYLES = ("houlsby", "pfeiffer")
 NON_LINEARITIES = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU, "silu": torch.nn.SiLU}

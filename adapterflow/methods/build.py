@@ -7,10 +7,13 @@ from typing import Any
 
 import torch
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.errors import AdapterflowError
 from adapterflow.methods.bottleneck import bottleneck_parameter_names, inject_bottlenecks
 from adapterflow.methods.peft_methods import (
-    peft_config, prefix_starts_from_text, quantization_config, start_prefix_from_text,
+    peft_config,
+    prefix_starts_from_text,
+    quantization_config,
+    start_prefix_from_text,
 )
 from schemas.method import BitFitMethod, BottleneckMethod, FreezeMethod, MethodVariant, PrefixMethod, QLoraMethod
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.errors import AdapterflowError
 from adapterflow.methods.artifacts import load_trained, read_manifest
 from adapterflow.methods.build import load_base
 from adapterflow.models.base import load_tokenizer

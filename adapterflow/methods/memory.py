@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.errors import AdapterflowError
 
 MIB = 2**20
 GIB = 2**30

@@ -5,9 +5,15 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.errors import AdapterflowError
 from schemas.method import (
-    AdaLoraMethod, IA3Method, LoraFields, MethodVariant, PrefixMethod, PromptMethod, PTuningMethod,
+    AdaLoraMethod,
+    IA3Method,
+    LoraFields,
+    MethodVariant,
+    PrefixMethod,
+    PromptMethod,
+    PTuningMethod,
 )
 
 if TYPE_CHECKING:
@@ -19,7 +25,12 @@ LORA_INIT = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora":
 def peft_config(method: MethodVariant, task_type: str, total_steps: int, base_path: str) -> PeftConfig:
     """The PEFT config of a PEFT-family method; `total_steps` schedules AdaLoRA's rank budget."""
     from peft import (
-        AdaLoraConfig, IA3Config, LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig,
+        AdaLoraConfig,
+        IA3Config,
+        LoraConfig,
+        PrefixTuningConfig,
+        PromptEncoderConfig,
+        PromptTuningConfig,
     )
 
     if isinstance(method, LoraFields):
@@ -76,8 +87,8 @@ def start_prefix_from_text(model: PeftModel, text: str, base_path: str) -> None:
     import torch
     from peft import initialize_kv_prefix_from_past_key_values
 
+    from adapterflow.core.logs import stage_logger
     from adapterflow.models.base import load_tokenizer
-    from adapterflow.stage import stage_logger
 
     tokenizer = load_tokenizer(base_path)
     length = model.peft_config[model.active_adapter].num_virtual_tokens

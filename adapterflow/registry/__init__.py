@@ -1,4 +1,5 @@
-"""The MLflow Model Registry: registering adapters, finding the champion, moving aliases.
+"""The MLflow Model Registry: registering adapters, the promotion gate, moving aliases, retrain-or-no-op. May import
+the library packages below it: core, schemas, storage, data, models, tokenization, methods, tracking, evaluation.
 
 The client's names are loaded on first use, so that the CLI can import the registry commands without MLflow.
 """

@@ -15,13 +15,13 @@ from mlflow.models import Model
 from mlflow.pyfunc import MODEL_CONFIG
 from mlflow.tracking import MlflowClient
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.errors import AdapterflowError
 from adapterflow.methods.artifacts import read_manifest
 from adapterflow.models.base import base_model_provenance
-from adapterflow.records import BaseModelRef
 from adapterflow.registry.history import TAG_CHAMPION_HISTORY, Rollback, dump_history, parse_history, with_champion
 from adapterflow.registry.pyfunc import CLASSIFIER_SIGNATURE, SIGNATURE
-from adapterflow.tracking import ALIAS_CHAMPION, ALIAS_PREVIOUS_CHAMPION, TAG_ADAPTER_SHA, download_artifacts
+from adapterflow.storage.records import BaseModelRef
+from adapterflow.tracking.run import ALIAS_CHAMPION, ALIAS_PREVIOUS_CHAMPION, TAG_ADAPTER_SHA, download_artifacts
 
 MODEL_ARTIFACT_PATH = "model"
 MODEL_CODE = Path(__file__).with_name("model_code.py")

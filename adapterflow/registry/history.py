@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from adapterflow.errors import UsageError
+from adapterflow.core.errors import UsageError
 
 TAG_CHAMPION_HISTORY = "adapterflow.champion_history"
 MAX_CHARS = 5000  # MLflow's registered-model tag column (varchar(5000): Postgres enforces it)

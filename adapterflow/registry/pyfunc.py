@@ -16,7 +16,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.errors import AdapterflowError
 
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("string", "prompt")]),
@@ -32,7 +32,7 @@ CLASSIFIER_SIGNATURE = ModelSignature(
 def base_model_folder(model_config: dict[str, Any]) -> Path:
     """The base model's folder here (the recorded path, or the same model resolved again on this machine),
     refused unless its weights hash to what the adapter was trained on: checked on every load."""
-    from adapterflow.home import Home
+    from adapterflow.core.home import Home
     from adapterflow.models.base import resolve_base_model, weights_sha256
     from schemas.base_model import BaseModelConfig
 
@@ -74,7 +74,7 @@ class AdapterModel(mlflow.pyfunc.PythonModel):
         self.model = load_trained(adapter_dir, str(base_model_folder(context.model_config)), self.device)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from adapterflow.evaluation import generate_answers
+        from adapterflow.evaluation.metrics import generate_answers
         from adapterflow.methods.artifacts import serving_conversation
 
         if self.task == "classification":

@@ -16,11 +16,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import ValidationError
 
-from adapterflow.errors import UsageError
-from adapterflow.eval_sets import TAG_EVAL_SET
-from adapterflow.promotion import MAJORITY, Check, GateInputs, PromotionDecision, promotion_decision
+from adapterflow.core.errors import UsageError
+from adapterflow.evaluation.eval_sets import TAG_EVAL_SET
 from adapterflow.registry.client import alias_version
-from adapterflow.tracking import ALIAS_CHAMPION, CONFIG_ARTIFACT, CONFIG_ARTIFACT_DIR, TAG_TOKENIZER_SHA
+from adapterflow.registry.promotion import MAJORITY, Check, GateInputs, PromotionDecision, promotion_decision
+from adapterflow.tracking.run import (
+    ALIAS_CHAMPION,
+    CONFIG_ARTIFACT,
+    CONFIG_ARTIFACT_DIR,
+    METRIC_VALIDATION_SUCCESS,
+    TAG_TOKENIZER_SHA,
+)
 from schemas.registry import PromotionPolicy
 
 # the majority-class baseline is logged as eval/majority/<metric> by tasks/evaluate.py (classifiers only)
@@ -175,10 +181,9 @@ class Verdict:
 
 
 def promotion_verdict(client: MlflowClient, name: str, version: ModelVersion) -> Verdict:
-    """The gate (adapterflow.promotion) on the version's logged eval metrics against the current champion's (its
+    """The gate (adapterflow.registry.promotion) on the version's logged eval metrics against the current champion's (its
     run's candidate metrics, when both were measured on the same eval set) or, without one, the logged majority-class
     baseline (classifiers) or base model, with the version's run's policy."""
-    from tasks.promote import VALIDATION_METRIC
 
     try:
         run = client.get_run(version.run_id)
@@ -197,7 +202,7 @@ def promotion_verdict(client: MlflowClient, name: str, version: ModelVersion) ->
         skipped = not_comparable(version.tags, held.tags)
         if skipped is None:
             metrics["champion"] = run_eval_metrics(client, held.run_id).get("candidate", {})
-    validation = run.data.metrics.get(VALIDATION_METRIC)
+    validation = run.data.metrics.get(METRIC_VALIDATION_SUCCESS)
     baselines = {MAJORITY: own[MAJORITY]} if own.get(MAJORITY) else {}  # the pipeline gate's, as evaluate logged it
     inputs = GateInputs(metrics=metrics, task_metric=primary_metric(own["candidate"]), champion=champion,
                         evaluated_champion=champion if champion is not None and skipped is None else None,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.errors import AdapterflowError
 from adapterflow.stack.keyfiles import load_or_generate, write_private
 
 APP_NAME = "basic-auth"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from contextlib import ExitStack
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.errors import AdapterflowError
 
 HOST = "127.0.0.1"
 

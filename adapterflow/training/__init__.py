@@ -1,1 +1,3 @@
-"""Training internals: token datasets, collation, metrics callbacks and the Trainer set-up."""
+"""Training: the loop over Trainer, callbacks, checkpoints, distributed launches, the sweep probe and Optuna. May
+import the library packages below it: core, schemas, storage, data, models, orchestration, tokenization, methods,
+tracking, evaluation."""

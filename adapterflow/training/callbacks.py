@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from adapterflow.tracking import RunTracker
-from adapterflow.training.collate import TokenCounter
+from adapterflow.tokenization.collate import TokenCounter
+from adapterflow.tracking.run import RunTracker
 
 TRAINER_TO_METRIC = {
     "loss": "train/loss",

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from adapterflow.storage import Storage
-from adapterflow.tracking import TAG_CHECKPOINT, RunTracker
+from adapterflow.storage.store import Storage
+from adapterflow.tracking.run import TAG_CHECKPOINT, RunTracker
 
 MARKER = "adapterflow-complete.json"
 HISTORY = "adapterflow-history.json"  # the training curve up to the checkpoint, for the stored adapter's history

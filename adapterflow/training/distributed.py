@@ -13,25 +13,21 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 
 import adapterflow
-from adapterflow.errors import AdapterflowError
-from adapterflow.methods.memory import MemoryEstimate
-from adapterflow.records import BaseModelRef
-from adapterflow.stage import stage_logger
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.core.logs import stage_logger
+from adapterflow.storage.records import BaseModelRef
 from adapterflow.training.checkpoints import CheckpointPlan
-from adapterflow.training.distributed_worker import ERRORS_DIR
+from adapterflow.training.launch_files import ERRORS_DIR, clear_launch_files, error_reports, read_outcome
 from adapterflow.training.trainer import TrainingOutcome
 from schemas.method import MethodVariant
 from schemas.training import TrainingConfig
 
 SPEC_FILE = "launch.json"
-OUTCOME_FILE = "outcome.json"
 LOG_FILE = "torchrun.log"
 STOP_TIMEOUT_S = 60  # for torchrun to stop its workers when the launch is interrupted
 LOG_TAIL_LINES = 20  # quoted when a process died without reporting an error (killed, crashed interpreter)
@@ -74,8 +70,7 @@ def train_adapter_distributed(
     }
     spec_path = output_dir / SPEC_FILE
     spec_path.write_text(json.dumps(spec, indent=2))
-    for stale in (output_dir / OUTCOME_FILE, *(output_dir / ERRORS_DIR).glob("rank-*.json")):
-        stale.unlink(missing_ok=True)
+    clear_launch_files(output_dir)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
                "-m", "adapterflow.training.distributed_worker", str(spec_path)]
     log_path = output_dir / LOG_FILE
@@ -84,10 +79,7 @@ def train_adapter_distributed(
     returncode = run_launch(command, worker_environment(processes), log_path)
     if returncode != 0:
         raise launch_failure(output_dir, processes, returncode)
-    outcome = json.loads((output_dir / OUTCOME_FILE).read_text())
-    memory = MemoryEstimate(**outcome["memory"]) if outcome.get("memory") else None
-    return TrainingOutcome(output_dir=Path(outcome["output_dir"]), metrics=outcome["metrics"],
-                           history=outcome["history"], memory=memory)
+    return read_outcome(output_dir)
 
 
 def check_resources(config: TrainingConfig, method: MethodVariant, device: torch.device) -> None:
@@ -139,7 +131,7 @@ def run_launch(command: list[str], env: dict[str, str], log_path: Path) -> int:
 def launch_failure(output_dir: Path, processes: int, returncode: int) -> AdapterflowError:
     """The first failing rank's own error (by time), or the end of the log when no rank could report one."""
     log_path = output_dir / LOG_FILE
-    reports = [json.loads(path.read_text()) for path in (output_dir / ERRORS_DIR).glob("rank-*.json")]
+    reports = error_reports(output_dir)
     if reports:
         first = min(reports, key=lambda report: report["time"])
         others = sorted(report["rank"] for report in reports if report is not first)
@@ -156,11 +148,4 @@ def launch_failure(output_dir: Path, processes: int, returncode: int) -> Adapter
         "the end of its output:\n" + "\n".join(tail),
         hint=f"a process killed from outside (out of memory?) reports nothing; the full output is in {log_path}",
     )
-
-
-def write_outcome(outcome: TrainingOutcome, output_dir: Path) -> None:
-    """Rank 0 hands its outcome back to the launcher."""
-    data: dict[str, Any] = {"output_dir": str(outcome.output_dir), "metrics": outcome.metrics,
-                            "history": outcome.history, "memory": asdict(outcome.memory) if outcome.memory else None}
-    (output_dir / OUTCOME_FILE).write_text(json.dumps(data, indent=2))
 

@@ -11,29 +11,19 @@ import json
 import logging
 import os
 import sys
-import time
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
+from adapterflow.training.launch_files import write_error_report, write_outcome
+
 if TYPE_CHECKING:
     from adapterflow.training.trainer import TrainingOutcome
 
-ERRORS_DIR = "errors"
 # For tests only: the rank named here raises before training, to exercise how a launch reports a failed rank.
 TEST_FAIL_RANK = "ADAPTERFLOW_TEST_FAIL_RANK"
-
-
-def write_error_report(output_dir: Path, rank: int, error: BaseException) -> None:
-    """A failing rank's exception, for the launcher to quote."""
-    folder = output_dir / ERRORS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    report = {"rank": rank, "time": time.time(), "type": type(error).__name__, "message": str(error),
-              "traceback": "".join(traceback.format_exception(error))}
-    (folder / f"rank-{rank}.json").write_text(json.dumps(report, indent=2))
 
 
 def rank_device(device_type: str) -> torch.device:
@@ -51,10 +41,10 @@ def train_rank(spec: dict[str, Any], rank: int) -> TrainingOutcome:
     # transformers, peft and mlflow take seconds to import in every process: a bad launch fails before that
     from pydantic import TypeAdapter
 
-    from adapterflow.home import Home
-    from adapterflow.records import BaseModelRef
-    from adapterflow.storage import Storage
-    from adapterflow.tracking import RunTracker
+    from adapterflow.core.home import Home
+    from adapterflow.storage.records import BaseModelRef
+    from adapterflow.storage.store import Storage
+    from adapterflow.tracking.run import RunTracker
     from adapterflow.training.checkpoints import CheckpointPlan
     from adapterflow.training.trainer import train_adapter
     from schemas.method import Method
@@ -92,8 +82,6 @@ def main(spec_path: str) -> None:
         write_error_report(output_dir, rank, error)
         raise
     if rank == 0:
-        from adapterflow.training.distributed import write_outcome
-
         write_outcome(outcome, output_dir)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

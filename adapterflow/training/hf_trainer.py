@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from adapterflow.errors import NumericalFault
-from adapterflow.training.collate import TokenCounter
-from adapterflow.training.packing import next_token_loss
+from adapterflow.core.errors import NumericalFault
+from adapterflow.tokenization.collate import TokenCounter
+from adapterflow.tokenization.packing import next_token_loss
 
 
 class AdapterflowTrainer(Trainer):

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from adapterflow.evaluation import classification_metrics, response_perplexity
-from adapterflow.training.data import TokenDataset
+from adapterflow.evaluation.metrics import classification_metrics, response_perplexity
+from adapterflow.tokenization.dataset import TokenDataset
 from schemas.method import MethodVariant
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from transformers import TrainerCallback
 
-from adapterflow.stage import stage_logger
+from adapterflow.core.logs import stage_logger
 from adapterflow.training.callbacks import ThroughputMetrics
 
 UNKNOWN = "-"  # a figure not measured yet (tokens/s before the first logging step, the ETA before the first step)

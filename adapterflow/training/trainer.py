@@ -13,23 +13,23 @@ from typing import Any
 import torch
 from transformers import PrinterCallback, TrainingArguments, set_seed
 
-from adapterflow.devices import select_attention
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.devices import select_attention
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.core.logs import stage_logger
 from adapterflow.methods.artifacts import save_trained, warm_start_from
 from adapterflow.methods.build import build_trainable, logical_numel, spec_for
 from adapterflow.methods.memory import CPU_HEAP_RETENTION, MemoryEstimate, available_memory, estimate_memory
 from adapterflow.methods.memory_plan import SCORE_KEEPING_KERNELS, MemoryPlan, MemorySettings, plan_memory
 from adapterflow.models.base import load_tokenizer
-from adapterflow.records import BaseModelRef
-from adapterflow.stage import stage_logger
-from adapterflow.tokenization import apply_template_choice
-from adapterflow.tracking import RunTracker
+from adapterflow.storage.records import BaseModelRef
+from adapterflow.tokenization.chat import apply_template_choice
+from adapterflow.tokenization.collate import ClassificationCollator, PadToLongest
+from adapterflow.tokenization.dataset import TokenDataset
+from adapterflow.tokenization.packing import PackedCollator
+from adapterflow.tracking.run import RunTracker
 from adapterflow.training.callbacks import AdaLoraBudget, ThroughputMetrics
 from adapterflow.training.checkpoints import CheckpointPlan, DurableCheckpoints, read_history
-from adapterflow.training.collate import ClassificationCollator, PadToLongest
-from adapterflow.training.data import TokenDataset
 from adapterflow.training.hf_trainer import AdapterflowTrainer, GlobalTokenCount
-from adapterflow.training.packing import PackedCollator
 from adapterflow.training.probe import HeldOutProbe, held_out_callback
 from adapterflow.training.progress import ProgressDisplay
 from schemas.method import MethodVariant

@@ -33,7 +33,7 @@ RUN_TIMEOUT_S = 240
 def cli(env: dict[str, str], home: Path, *args: str) -> str:
     """Run the adapterflow CLI as a user would, against the stack."""
     full_env = {**os.environ, **env, "ADAPTERFLOW_HOME": str(home)}
-    done = subprocess.run([sys.executable, "-m", "adapterflow.cli", *args], env=full_env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "adapterflow.cli.main", *args], env=full_env, capture_output=True,
                           text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout

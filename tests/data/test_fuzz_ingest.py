@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapterflow.core.errors import DataError
+from adapterflow.core.home import Home
 from adapterflow.data.tables import iter_rows
-from adapterflow.errors import DataError
-from adapterflow.home import Home
 from schemas.data import FileSource
 from tasks.ingest import ingest_sources
 

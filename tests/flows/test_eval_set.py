@@ -10,10 +10,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from adapterflow.cli import app
-from adapterflow.eval_sets import TAG_EVAL_SET, find_eval_set
-from adapterflow.home import Home
-from adapterflow.storage import Storage
+from adapterflow.cli.main import app
+from adapterflow.core.home import Home
+from adapterflow.evaluation.eval_sets import TAG_EVAL_SET, find_eval_set
+from adapterflow.storage.store import Storage
 from tests.conftest import ASSETS, tiny_config, write_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from adapterflow.forgetting import PACKAGED_GENERAL_SET
-from adapterflow.home import Home
-from adapterflow.tracking import EXPERIMENT_KIND_TAG
+from adapterflow.core.home import Home
+from adapterflow.evaluation.forgetting import PACKAGED_GENERAL_SET
+from adapterflow.tracking.run import EXPERIMENT_KIND_TAG
 from schemas import load_config
 from tests.conftest import tiny_config, write_config
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from adapterflow.errors import DataError, ValidationGateFailed
-from adapterflow.home import Home
+from adapterflow.core.errors import DataError, ValidationGateFailed
+from adapterflow.core.home import Home
 from schemas import load_config
 from tests.conftest import ASSETS, tiny_config, write_config
 
@@ -161,7 +161,7 @@ def test_data_check_reports_pii_near_duplicates_and_validation_without_training(
 ) -> None:
     from typer.testing import CliRunner
 
-    from adapterflow.cli import app
+    from adapterflow.cli.main import app
 
     config = tiny_config(tiny_model_dir, sources=[{"path": str(ASSETS / "pii_and_duplicates.jsonl")}],
                          data={"dedup": {"near": {"threshold": 0.7}}, "validation": {"min_rows": 10}})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from adapterflow.home import Home
+from adapterflow.core.home import Home
 from schemas import load_config
 from tests.conftest import tiny_config, write_config
 

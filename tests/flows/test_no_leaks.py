@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from adapterflow.home import Home
+from adapterflow.core.home import Home
 from benchmarks.reliability_leaks import NEEDLES, PLANTED_PROMPT, SECRET_ENV, occurrences, store_bytes, write_tickets
 from schemas import load_config
 from tests.conftest import ASSETS, tiny_config, write_config

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from adapterflow.home import Home
-from adapterflow.tracking import TAG_CHECKPOINT, TAG_RESUMED, TAG_RUN_KIND
+from adapterflow.core.home import Home
+from adapterflow.tracking.run import TAG_CHECKPOINT, TAG_RESUMED, TAG_RUN_KIND
 from adapterflow.training.hf_trainer import AdapterflowTrainer
 from schemas import load_config
 from tests.conftest import tiny_config, write_config

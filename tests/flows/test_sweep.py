@@ -12,10 +12,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from adapterflow.cli import app
-from adapterflow.errors import NumericalFault
-from adapterflow.home import Home
-from adapterflow.storage import Storage
+from adapterflow.cli.main import app
+from adapterflow.core.errors import NumericalFault
+from adapterflow.core.home import Home
+from adapterflow.storage.store import Storage
 from schemas import load_config
 from tests.conftest import tiny_config, write_config
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from adapterflow.home import Home
+from adapterflow.core.home import Home
 from schemas import load_config
 from tests.conftest import ASSETS, tiny_config, write_config
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
-from adapterflow.home import Home
+from adapterflow.core.home import Home
 from adapterflow.models.base import weights_sha256
-from adapterflow.storage import Storage
-from adapterflow.records import BaseModelRef, TokenizedData
+from adapterflow.storage.records import BaseModelRef, TokenizedData
+from adapterflow.storage.store import Storage
 from schemas.data import LeakageConfig, SplitConfig
 from schemas.method import Method, MethodVariant
 from schemas.tokenize import TokenizeConfig

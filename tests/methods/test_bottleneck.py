@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.errors import AdapterflowError
 from adapterflow.methods.bottleneck import bottleneck_parameter_names, inject_bottlenecks, target_module_names
 
 ARCHITECTURES = ("llama", "bert")

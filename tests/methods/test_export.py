@@ -10,9 +10,9 @@ import torch
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from adapterflow.cli import app
-from adapterflow.errors import AdapterflowError
-from adapterflow.home import Home
+from adapterflow.cli.main import app
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.core.home import Home
 from adapterflow.methods.export import export_merged
 from adapterflow.registry import register_adapter
 from adapterflow.training.trainer import train_adapter

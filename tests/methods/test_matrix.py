@@ -11,14 +11,14 @@ import torch
 from mlflow.tracking import MlflowClient
 from transformers import set_seed
 
-from adapterflow.errors import AdapterflowError
-from adapterflow.evaluation import classification_metrics, response_perplexity
-from adapterflow.home import Home
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.core.home import Home
+from adapterflow.evaluation.metrics import classification_metrics, response_perplexity
 from adapterflow.methods.artifacts import load_trained
 from adapterflow.methods.build import build_trainable, spec_for
 from adapterflow.models.base import load_tokenizer
 from adapterflow.registry import register_adapter
-from adapterflow.training.data import TokenDataset
+from adapterflow.tokenization.dataset import TokenDataset
 from adapterflow.training.trainer import train_adapter
 from schemas.method import MethodVariant
 from schemas.training import TrainingConfig

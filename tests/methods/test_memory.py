@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.errors import AdapterflowError
 from adapterflow.methods.memory import (
     CPU_HEAP_RETENTION,
     MIB,
@@ -354,10 +354,10 @@ class RecordingTracker:
 def test_training_that_would_not_fit_trains_with_smaller_micro_batches(
     tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from adapterflow.home import Home
+    from adapterflow.core.home import Home
     from adapterflow.methods.build import build_trainable, spec_for
-    from adapterflow.records import BaseModelRef
-    from adapterflow.storage import Storage
+    from adapterflow.storage.records import BaseModelRef
+    from adapterflow.storage.store import Storage
     from adapterflow.training import trainer as trainer_module
     from schemas.data import LeakageConfig, SplitConfig
     from schemas.method import LoraMethod

@@ -9,7 +9,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.core.errors import AdapterflowError
 from adapterflow.methods.build import ModelSpec, build_trainable
 from adapterflow.methods.peft_methods import peft_config, prefix_starts_from_text
 from adapterflow.models.base import load_tokenizer

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from adapterflow.errors import AdapterflowError
-from adapterflow.home import Home
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.core.home import Home
 from adapterflow.models.base import MANIFEST, resolve_base_model
 from schemas.base_model import BaseModelConfig
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from adapterflow.home import Home
+from adapterflow.core.home import Home
 
 
 @pytest.fixture(scope="session")

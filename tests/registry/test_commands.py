@@ -9,8 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from adapterflow.cli import app
-from adapterflow.home import Home
+from adapterflow.cli.main import app
+from adapterflow.core.home import Home
 from adapterflow.registry import register_adapter
 from adapterflow.registry.client import current_user
 from adapterflow.registry.history import TAG_CHAMPION_HISTORY
@@ -136,18 +136,18 @@ def test_rollback_walks_back_through_the_champion_history(add_version) -> None:
 
 
 def test_generate_loads_the_version_as_served_with_its_system_prompt(add_version, monkeypatch) -> None:
-    import adapterflow.evaluation
+    import adapterflow.evaluation.metrics
 
     add_version(12.0)
     invoke("promote", "m", "1")
     seen: list = []
-    real = adapterflow.evaluation.generate_answers
+    real = adapterflow.evaluation.metrics.generate_answers
 
     def spy(model, tokenizer, conversations, *args):
         seen.append(tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=True))
         return real(model, tokenizer, conversations, *args)
 
-    monkeypatch.setattr(adapterflow.evaluation, "generate_answers", spy)
+    monkeypatch.setattr(adapterflow.evaluation.metrics, "generate_answers", spy)
     result = invoke("generate", "models:/m@champion", "What is a claim?", "--max-new-tokens", "3")
     assert result.exit_code == 0, result.output
     rendered = seen[0][0]
@@ -164,9 +164,9 @@ def test_register_tags_lineage_records_the_system_prompt_and_reports_identical_r
 
     from adapterflow.methods.artifacts import MANIFEST, adapter_identity
     from adapterflow.models.base import load_tokenizer
-    from adapterflow.records import DataTable, EvalResult, RunContext, SplitResult, TrainResult
-    from adapterflow.tokenization import apply_template_choice, tokenizer_fingerprint
-    from adapterflow.tracking import download_artifacts
+    from adapterflow.storage.records import DataTable, EvalResult, RunContext, SplitResult, TrainResult
+    from adapterflow.tokenization.chat import apply_template_choice, tokenizer_fingerprint
+    from adapterflow.tracking.run import download_artifacts
     from schemas.pipeline import PipelineConfig
     from tasks.register import register
     from tests.conftest import ASSETS
@@ -225,7 +225,7 @@ def test_logged_metrics_compare_only_on_the_same_eval_set_and_tokenizer() -> Non
 
 
 def test_rollback_plan_copes_with_a_champion_moved_outside_adapterflow() -> None:
-    from adapterflow.errors import UsageError
+    from adapterflow.core.errors import UsageError
     from adapterflow.registry.history import dump_history, parse_history, plan_rollback, with_champion
 
     history = with_champion(with_champion([], "1", "t1", "a", ""), "2", "t2", "a", "")
@@ -243,7 +243,7 @@ def test_rollback_plan_copes_with_a_champion_moved_outside_adapterflow() -> None
 
 
 def test_age_is_told_in_the_largest_unit_that_fits() -> None:
-    from adapterflow.registry.commands import age
+    from adapterflow.cli.registry import age
 
     now = 1_000_000.0
     assert [age(int((now - seconds) * 1000), now) for seconds in (5, 300, 7200, 3 * 86400)] == ["5 s", "5 min", "2 h", "3 d"]

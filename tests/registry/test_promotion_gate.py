@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from adapterflow.home import Home
-from adapterflow.records import EvalResult, RegisteredVersion, RunContext, TokenizedData
+from adapterflow.core.home import Home
 from adapterflow.registry import ChampionRef, register_adapter, set_aliases
 from adapterflow.registry.client import alias_version, move_champion_if_unchanged
-from adapterflow.storage import Storage
+from adapterflow.storage.records import EvalResult, RegisteredVersion, RunContext, TokenizedData
+from adapterflow.storage.store import Storage
+from adapterflow.tracking.run import TAG_PROMOTION_REASONS
 from schemas.registry import PromotionPolicy
 from tasks.evaluate import classifier_baselines, comparable_champion
-from tasks.promote import TAG_PROMOTION_REASONS, promote
+from tasks.promote import promote
 from tests.registry.conftest import save_tiny_lora
 from tests.registry.test_registry import tiny_base
 

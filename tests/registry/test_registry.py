@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from adapterflow.errors import AdapterflowError
-from adapterflow.home import Home
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.core.home import Home
 from adapterflow.models.base import weights_sha256
-from adapterflow.records import BaseModelRef, EvalResult, RegisteredVersion, RunContext
 from adapterflow.registry import find_champion, register_adapter, set_aliases
+from adapterflow.storage.records import BaseModelRef, EvalResult, RegisteredVersion, RunContext
 from schemas.registry import PromotionPolicy
 from tasks.promote import promote
 from tests.conftest import ASSETS

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from adapterflow.home import Home
+from adapterflow.core.home import Home
 from adapterflow.registry.versions import PolicyUnreadable, run_policy
 from tests.tiny_model import tiny_config
 

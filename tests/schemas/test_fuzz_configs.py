@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from typer.testing import CliRunner
 
-from adapterflow.cli import app
+from adapterflow.cli.main import app
 from benchmarks.reliability_configs import OUT_OF_RANGE, broken_config
 
 assert len(OUT_OF_RANGE) > 20, OUT_OF_RANGE  # the walk really finds the bounded fields

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from adapterflow.errors import ConfigError
+from adapterflow.core.errors import ConfigError
 from schemas import load_config
 from schemas.loading import apply_override
 from tests.conftest import ASSETS, write_config

@@ -21,7 +21,8 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from adapterflow.errors import AdapterflowError
+from adapterflow.cli.stack import stack_app
+from adapterflow.core.errors import AdapterflowError
 from adapterflow.stack import (
     CLIENT_ENV_VARS,
     MLFLOW_LOGIN_VARS,
@@ -33,7 +34,6 @@ from adapterflow.stack import (
     postgres,
     servers,
 )
-from adapterflow.stack.cli import stack_app
 from adapterflow.stack.environment import client_env
 from adapterflow.stack.ports import free_ports, resolve_ports
 from adapterflow.stack.processes import PidFile, Recorded, is_alive, spawn, stop_groups, wait_until

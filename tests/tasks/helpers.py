@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adapterflow.data.tables import TableWriter
-from adapterflow.records import DataTable, FilterResult
+from adapterflow.storage.records import DataTable, FilterResult
 
 
 def chat(prompt: str, answer: str, line: int, source: str = "s") -> dict:
@@ -35,9 +35,9 @@ def questions(count: int) -> list[dict]:
 def tokenized_questions(folder: Path, model_dir: Path, rows: int, eval_size: float):  # noqa: ANN201
     """(store, base model, tokenized data) of `rows` questions split and tokenized for the tiny model: what a
     training test trains on."""
-    from adapterflow.home import Home
-    from adapterflow.records import BaseModelRef
-    from adapterflow.storage import Storage
+    from adapterflow.core.home import Home
+    from adapterflow.storage.records import BaseModelRef
+    from adapterflow.storage.store import Storage
     from schemas.data import LeakageConfig, SplitConfig
     from schemas.tokenize import TokenizeConfig
     from tasks.split import split_rows

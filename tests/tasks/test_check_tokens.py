@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from adapterflow.errors import ValidationGateFailed
-from adapterflow.home import Home
-from adapterflow.lengths import LengthChoice
-from adapterflow.records import RunContext, TokenizedData
+from adapterflow.core.errors import ValidationGateFailed
+from adapterflow.core.home import Home
+from adapterflow.storage.records import RunContext, TokenizedData
+from adapterflow.tokenization.lengths import LengthChoice
 from schemas.data import ValidationConfig
 from tasks.check_tokens import check_token_stats, check_tokens
 from tasks.tokenize import EXAMPLES_SCHEMA

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from adapterflow.data.tables import iter_rows
 from adapterflow.data.text import normalize_text
-from adapterflow.records import IngestResult
+from adapterflow.storage.records import IngestResult
 from schemas.data import CleanConfig
 from tasks.clean import clean_table
 from tests.tasks.helpers import chat, table_of

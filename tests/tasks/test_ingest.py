@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from adapterflow.core.errors import DataError
+from adapterflow.core.home import Home
 from adapterflow.data.tables import iter_rows
-from adapterflow.errors import DataError
-from adapterflow.home import Home
 from schemas.data import FileSource, PythonDocsSource
 from tasks.ingest import check_quarantine_share, ingest_sources
 from tests.conftest import ASSETS

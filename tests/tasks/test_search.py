@@ -8,11 +8,11 @@ import optuna
 import torch
 from mlflow.tracking import MlflowClient
 
-from adapterflow.errors import AdapterflowError, DataError, NumericalFault
+from adapterflow.core.errors import AdapterflowError, DataError, NumericalFault
+from adapterflow.core.home import Home
 from adapterflow.methods.memory_plan import out_of_memory_advice
-from schemas.training import TrainingConfig
-from adapterflow.home import Home
 from schemas import load_config
+from schemas.training import TrainingConfig
 from tasks.search import run_trial, trial_fault
 from tasks.track import open_run
 from tests.conftest import tiny_config, write_config

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from adapterflow.core.home import Home
 from adapterflow.data.leakage import find_leaks
 from adapterflow.data.near_dedup import NearDedupSettings
 from adapterflow.data.scan import scan_table
 from adapterflow.data.tables import iter_rows
-from adapterflow.home import Home
-from adapterflow.records import RunContext
-from adapterflow.storage import Storage
+from adapterflow.storage.records import RunContext
+from adapterflow.storage.store import Storage
 from schemas.data import LeakageConfig, SplitConfig
 from tasks.split import eval_size_warning, remove_leaks, split, split_rows
 from tests.tasks.helpers import chat, filtered, questions, table_of

@@ -10,10 +10,10 @@ from typing import ClassVar
 import pytest
 from mlflow.tracking import MlflowClient
 
-import adapterflow.storage as storage_module
+import adapterflow.storage.store as storage_module
+from adapterflow.core.errors import DataError
 from adapterflow.data.tables import iter_rows
-from adapterflow.errors import DataError
-from adapterflow.eval_sets import (
+from adapterflow.evaluation.eval_sets import (
     TAG_EVAL_SET,
     TAG_EVAL_SET_CHANGED,
     EvalSetRef,
@@ -21,8 +21,8 @@ from adapterflow.eval_sets import (
     find_eval_set,
     pointer_name,
 )
-from adapterflow.records import RunContext
-from adapterflow.storage import Storage
+from adapterflow.storage.records import RunContext
+from adapterflow.storage.store import Storage
 from schemas.data import LeakageConfig, SplitConfig
 from tasks.split import eval_set_change, split, split_with_eval_set
 from tests.tasks.helpers import chat, filtered, questions

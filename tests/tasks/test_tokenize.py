@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from adapterflow.home import Home
-from adapterflow.lengths import LENGTH_MULTIPLE, auto_max_length, length_percentiles
-from adapterflow.records import BaseModelRef, SplitResult
-from adapterflow.storage import Storage
+from adapterflow.core.home import Home
+from adapterflow.storage.records import BaseModelRef, SplitResult
+from adapterflow.storage.store import Storage
+from adapterflow.tokenization.lengths import LENGTH_MULTIPLE, auto_max_length, length_percentiles
 from schemas.data import LeakageConfig, SplitConfig
 from schemas.pipeline import PipelineConfig
 from schemas.tokenize import TokenizeConfig
@@ -136,7 +136,7 @@ def test_the_stage_logs_the_length_distribution_and_the_choice(tmp_path: Path, h
                                                                caplog: pytest.LogCaptureFixture) -> None:
     from mlflow.tracking import MlflowClient
 
-    from adapterflow.records import RunContext
+    from adapterflow.storage.records import RunContext
     from tasks.tokenize import tokenize
 
     client = MlflowClient()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from adapterflow.home import Home
+from adapterflow.core.home import Home
 from schemas.pipeline import PipelineConfig
 from tasks.track import open_run
 from tests.conftest import tiny_config

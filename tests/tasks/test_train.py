@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapterflow.errors import AdapterflowError
-from adapterflow.home import Home
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.core.home import Home
 from adapterflow.methods.memory_plan import halve_micro_batch
-from adapterflow.records import BaseModelRef
-from adapterflow.storage import Storage
+from adapterflow.storage.records import BaseModelRef
+from adapterflow.storage.store import Storage
 from adapterflow.training.hf_trainer import AdapterflowTrainer
 from schemas import load_config
 from schemas.data import LeakageConfig, SplitConfig

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from adapterflow.errors import DataError
+from adapterflow.core.errors import DataError
 from schemas.data import ValidationConfig
 from tasks.validate import gate_message, validate_rows
 from tests.tasks.helpers import chat, filtered

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapterflow.records import BaseModelRef, TokenizedData
-from adapterflow.storage import Storage
+from adapterflow.storage.records import BaseModelRef, TokenizedData
+from adapterflow.storage.store import Storage
 from adapterflow.training.checkpoints import MARKER, CheckpointPlan, complete_steps, newest_checkpoint
 from adapterflow.training.hf_trainer import AdapterflowTrainer
 from adapterflow.training.trainer import train_adapter

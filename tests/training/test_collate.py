@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from adapterflow.tokenization import IGNORE_INDEX
-from adapterflow.training.collate import PadToLongest
+from adapterflow.tokenization.chat import IGNORE_INDEX
+from adapterflow.tokenization.collate import PadToLongest
 
 
 def test_pads_to_longest_rounded_and_counts_padding() -> None:

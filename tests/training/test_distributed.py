@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from adapterflow.errors import AdapterflowError
-from adapterflow.records import BaseModelRef
-from adapterflow.storage import Storage
+from adapterflow.core.errors import AdapterflowError
+from adapterflow.storage.records import BaseModelRef
+from adapterflow.storage.store import Storage
 from adapterflow.training.checkpoints import CheckpointPlan, complete_steps
 from adapterflow.training.distributed import train_adapter_distributed
 from adapterflow.training.distributed_worker import TEST_FAIL_RANK

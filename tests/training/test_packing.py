@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from adapterflow.training.packing import PackedCollator, balanced_rows, next_token_loss
+from adapterflow.tokenization.packing import PackedCollator, balanced_rows, next_token_loss
 
 
 @pytest.fixture(scope="module", params=["sdpa", "eager"])

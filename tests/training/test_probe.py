@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapterflow.records import BaseModelRef, TokenizedData
+from adapterflow.storage.records import BaseModelRef, TokenizedData
 from adapterflow.training.probe import HeldOutProbe, TrainingPruned
 from adapterflow.training.trainer import train_adapter
 from schemas.method import LoraMethod

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.text import Text
 from transformers import TrainerState
 
+from adapterflow.tokenization.collate import TokenCounter
 from adapterflow.training.callbacks import ThroughputMetrics
-from adapterflow.training.collate import TokenCounter
 from adapterflow.training.progress import ProgressDisplay, eta_seconds, format_duration, progress_line
 
 LOGGER = "tests.progress"
@@ -93,9 +93,9 @@ def test_a_training_run_prints_no_tqdm_bar_nor_log_dicts(
 ) -> None:
     from transformers.utils import logging as transformers_logging
 
-    from adapterflow.home import Home
-    from adapterflow.records import BaseModelRef
-    from adapterflow.storage import Storage
+    from adapterflow.core.home import Home
+    from adapterflow.storage.records import BaseModelRef
+    from adapterflow.storage.store import Storage
     from adapterflow.training.trainer import train_adapter
     from schemas.data import LeakageConfig, SplitConfig
     from schemas.method import LoraMethod
@@ -132,8 +132,8 @@ def test_a_training_run_prints_no_tqdm_bar_nor_log_dicts(
 
 
 def test_a_stage_logs_one_line_with_its_duration(caplog: pytest.LogCaptureFixture) -> None:
-    from adapterflow.records import StageRecord
-    from adapterflow.stage import stage
+    from adapterflow.orchestration.stage import stage
+    from adapterflow.storage.records import StageRecord
 
     @stage("demo")
     def demo(skipped: bool) -> StageRecord:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from adapterflow.home import Home
-from adapterflow.storage import Storage
-from adapterflow.records import BaseModelRef
+from adapterflow.core.home import Home
+from adapterflow.storage.records import BaseModelRef
+from adapterflow.storage.store import Storage
 from adapterflow.training.trainer import train_adapter
 from schemas.data import LeakageConfig, SplitConfig
 from schemas.method import LoraMethod
@@ -66,7 +66,7 @@ def test_a_warm_start_continues_from_the_given_adapter_and_refuses_other_setting
     import pytest
     from safetensors.torch import load_file
 
-    from adapterflow.errors import AdapterflowError
+    from adapterflow.core.errors import AdapterflowError
 
     home = Home(tmp_path / "home")
     base = BaseModelRef(name="tiny", path=str(tiny_model_dir), sha256="x")
@@ -96,7 +96,7 @@ def test_a_non_finite_loss_stops_training_at_once_with_the_step_and_the_last_fin
 ) -> None:
     import pytest
 
-    from adapterflow.errors import NumericalFault
+    from adapterflow.core.errors import NumericalFault
     from adapterflow.training import hf_trainer as trainer_module
 
     home = Home(tmp_path / "home")

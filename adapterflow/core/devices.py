@@ -1,0 +1,77 @@
+"""Which device and numeric precision a run uses."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from adapterflow.core.errors import AdapterflowError
+
+
+def select_device(preference: str) -> torch.device:
+    """auto: CUDA when available, else CPU; an explicit cuda without a GPU is an error."""
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise AdapterflowError(
+            "execution.device is cuda but no CUDA device is visible", hint="use device: auto or cpu on this machine"
+        )
+    if preference in ("cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@lru_cache(maxsize=1)
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX), where autocast pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def select_precision(preference: str, device: torch.device) -> str:
+    """Resolve `auto` to bf16, fp16 or fp32 for the device; reject what the device can't do."""
+    if device.type == "cuda":
+        bf16_ok = torch.cuda.is_bf16_supported()
+        if preference == "auto":
+            return "bf16" if bf16_ok else "fp16"
+        if preference == "bf16" and not bf16_ok:
+            raise AdapterflowError("training.precision bf16 needs an Ampere or newer GPU", hint="use fp16 or auto")
+        return preference
+    if preference == "fp16":
+        raise AdapterflowError("training.precision fp16 needs a GPU", hint="use auto, bf16 or fp32 on CPU")
+    if preference == "auto":
+        return "bf16" if cpu_supports_bf16() else "fp32"
+    return preference
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: str) -> Iterator[None]:
+    """Mixed-precision autocast for bf16/fp16, a no-op for fp32."""
+    if precision == "fp32":
+        yield
+        return
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    with torch.autocast(device.type, dtype=dtype):
+        yield
+
+
+# benchmarks/attention.py (RESULTS.md, "Attention kernels by row length"), LoRA steps of SmolLM2-135M on packed
+# CPU rows, CPU time: eager was faster at 128 and 512 tokens a row (sdpa 0.85x and 0.91x), sdpa at 2,048 (1.65x,
+# and 4.5 GB against eager's 10.3 GB: eager keeps heads x row x row score matrices). Per-token times interpolated
+# linearly cross near 700 tokens; the boundary (not itself measured) sits past that, leaving a margin for the noise.
+CPU_SDPA_FROM_ROW_LENGTH = 1024
+
+
+def select_attention(preference: str, device: torch.device, row_length: int) -> str:
+    """The attention kernel for training rows of `row_length` tokens (packed rows: the packed length). auto: sdpa
+    on CUDA; on CPU eager for short rows, sdpa from CPU_SDPA_FROM_ROW_LENGTH tokens on (measured, see above)."""
+    if preference != "auto":
+        return preference
+    if device.type == "cuda" or row_length >= CPU_SDPA_FROM_ROW_LENGTH:
+        return "sdpa"
+    return "eager"
