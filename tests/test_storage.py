@@ -54,6 +54,52 @@ def test_a_folder_counts_once_its_marker_is_there_and_is_never_replaced(tmp_path
     assert not [p for p in (tmp_path / "store").iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
+def record_flushes(monkeypatch: pytest.MonkeyPatch, marker: Path) -> list[tuple[Path, bool]]:
+    """Every path flushed to disk, with whether `marker` existed at that moment."""
+    import adapterflow.storage.durable as durable
+
+    flushed: list[tuple[Path, bool]] = []
+    flush = durable.fsync_path
+
+    def recording(path: Path) -> None:
+        flushed.append((path, marker.is_file()))
+        flush(path)
+
+    monkeypatch.setattr(durable, "fsync_path", recording)
+    return flushed
+
+
+def test_publishing_flushes_every_file_then_the_marker_then_the_folders_before_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Storage.local(tmp_path / "store")
+    staging = store.staging_dir("adapter")
+    flushed = record_flushes(monkeypatch, staging / "metrics.json")
+    (staging / "metrics.json").write_text("{}")  # written first, flushed last of the files
+    (staging / "adapter").mkdir()
+    (staging / "adapter" / "weights.bin").write_bytes(b"w")
+    target = store.publish(staging, "adapters", "k", "metrics.json")
+    assert [path for path, _ in flushed] == [staging / "adapter" / "weights.bin", staging / "metrics.json",
+                                             staging / "adapter", staging, target.parent]
+
+
+def test_a_folder_marked_in_place_gets_its_marker_once_every_file_in_it_is_flushed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapterflow.storage.durable import mark_complete
+
+    folder = tmp_path / "checkpoint-2"
+    (folder / "optimizer").mkdir(parents=True)
+    (folder / "adapter_model.safetensors").write_bytes(b"w")
+    (folder / "optimizer" / "state.pt").write_bytes(b"o")
+    flushed = record_flushes(monkeypatch, folder / "done.json")
+    mark_complete(folder, "done.json", b'{"step": 2}')
+    assert all(not marked for _, marked in flushed[:-1]) and flushed[-1] == (folder, True)  # the rename, flushed
+    assert {path for path, _ in flushed} == {folder, folder / "optimizer", folder / "adapter_model.safetensors",
+                                             folder / "optimizer" / "state.pt"}
+    assert (folder / "done.json").read_bytes() == b'{"step": 2}' and not list(folder.glob(".*"))
+
+
 def test_a_uri_of_another_store_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AdapterflowError, match="not in this run's storage"):
         Storage.local(tmp_path / "a").fetch(str(tmp_path / "b" / "adapters" / "k"))

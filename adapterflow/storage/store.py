@@ -4,9 +4,9 @@ Stages write their outputs (tokenized data, adapters, evaluations, datasets) as 
 and pass each other URIs. A worker on another machine shares only the Prefect server, the MLflow server and
 this store, so it fetches what a URI names into its own ADAPTERFLOW_HOME/cache before reading it.
 
-A folder is complete once its marker file exists: publishing writes the marker last, so a crash mid-upload
-never leaves a folder that looks finished. S3 endpoint and credentials come from the usual `AWS_*` and
-`AWS_ENDPOINT_URL` environment, never from a config file.
+A folder is complete once its marker file exists: publishing uploads the marker last and flushes it to a local
+disk last (durable.py), so a crash mid-upload or mid-write never leaves a folder that looks finished. S3 endpoint
+and credentials come from the usual `AWS_*` and `AWS_ENDPOINT_URL` environment, never from a config file.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 from adapterflow.core.errors import AdapterflowError
 from adapterflow.core.hashing import sha256_json
 from adapterflow.core.home import Home
+from adapterflow.storage.durable import install, write_durably
 from adapterflow.storage.records import RunContext
 
 STORAGE_ENV = "ADAPTERFLOW_STORAGE"
@@ -91,14 +92,15 @@ class Storage:
         return self._download(kind, key)
 
     def publish(self, staging: Path, kind: str, key: str, marker: str) -> Path:
-        """Make a finished staging folder `<kind>/<key>`: uploaded with its marker last, then renamed locally.
+        """Make a finished staging folder `<kind>/<key>`: uploaded with its marker last, then flushed (its marker
+        last) and renamed locally.
 
         Folders are content-addressed and never replaced: when another run published the same key first,
         this staging copy is dropped.
         """
         if self.is_remote:
             _s3_upload_folder(staging, self.uri(kind, key), marker)
-        return _install(staging, self.local_dir(kind, key), marker)
+        return install(staging, self.local_dir(kind, key), marker)
 
     def upload(self, folder: Path, kind: str, key: str, marker: str) -> None:
         """Copy a local folder that stays where it is to `<kind>/<key>` of a remote store, its marker last."""
@@ -149,9 +151,7 @@ class Storage:
         else:
             path = Path(self.root) / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
-            temporary.write_bytes(payload)
-            temporary.replace(path)
+            write_durably(path, payload)
         return f"{self.root}/{name}"
 
     def get_json(self, name: str) -> Any:
@@ -166,22 +166,7 @@ class Storage:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return _install(staging, self.local_dir(kind, key), None)
-
-
-def _install(staging: Path, target: Path, marker: str | None) -> Path:
-    """Rename a complete staging folder to `target`; if another process got there first, keep theirs."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        staging.replace(target)
-    except OSError:  # the target exists (a concurrent publish or fetch of the same content)
-        if marker is not None and not (target / marker).is_file():
-            # an incomplete folder under this key (published without its marker): the complete copy wins
-            shutil.rmtree(target, ignore_errors=True)
-            staging.replace(target)
-        else:
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+        return install(staging, self.local_dir(kind, key), None)
 
 
 def _split(uri: str) -> tuple[str, str]:

@@ -13,7 +13,6 @@ launch every process writes its part into the same folder and the main process m
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from adapterflow.storage.durable import mark_complete
 from adapterflow.storage.store import Storage
 from adapterflow.tracking.run import TAG_CHECKPOINT, RunTracker
 
@@ -60,25 +60,6 @@ def local_checkpoints(root: Path) -> dict[int, Path]:
     if not root.is_dir():
         return {}
     return {step: path for path in root.iterdir() if (step := checkpoint_step(path.name)) is not None}
-
-
-def mark_complete(folder: Path, step: int) -> None:
-    """Flush a written checkpoint to disk, then add its marker atomically (written aside, fsynced, renamed)."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
-    staged = folder / f".{MARKER}.tmp"
-    with staged.open("w") as handle:
-        json.dump({"step": step, "time": time.time()}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    staged.replace(folder / MARKER)
-    directory = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def complete_steps(plan: CheckpointPlan) -> list[int]:
@@ -138,7 +119,7 @@ class DurableCheckpoints(TrainerCallback):
             return
         folder = self.plan.local_root / f"{FOLDER_PREFIX}{state.global_step}"
         (folder / HISTORY).write_text(json.dumps([entry for entry in self.history if entry["step"] <= state.global_step]))
-        mark_complete(folder, state.global_step)
+        mark_complete(folder, MARKER, json.dumps({"step": state.global_step, "time": time.time()}).encode())
         self.plan.storage.upload(folder, "checkpoints", self.plan.folder_key(state.global_step), MARKER)
         prune(self.plan)
         if self.tracker is not None:
