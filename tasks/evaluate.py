@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from adapterflow.core.devices import select_device, select_precision
+from adapterflow.core.devices import select_device_and_precision
 from adapterflow.core.hashing import cache_key, code_key
 from adapterflow.core.logs import stage_logger
 from adapterflow.data.tables import iter_rows
@@ -133,8 +133,7 @@ def evaluate_contenders(
 ) -> dict[str, dict]:
     """{model name: {"metrics": {...}, "answers": [...]}} for every contender, cached per model in the store.
     `general_passages`: the general set's passages when the pipeline read them (its file is on another machine)."""
-    device = select_device(config.execution.device)
-    precision = select_precision(config.training.precision, device)
+    device, precision = select_device_and_precision(config.execution.device, config.training.precision)
     settings = config.evaluation
     conversations, _ = sample_conversations(eval_table, settings.sample_generations, config.tokenize.system_prompt)
     passages = [] if tokenized.task == "classification" or not settings.general_passages else \

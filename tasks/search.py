@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from pydantic import ValidationError
 
-from adapterflow.core.devices import select_device, select_precision
+from adapterflow.core.devices import select_device, select_device_and_precision
 from adapterflow.core.errors import AdapterflowError, NumericalFault
 from adapterflow.core.logs import stage_logger
 from adapterflow.methods.artifacts import load_trained, read_manifest
@@ -89,8 +89,7 @@ def end_trial_run(tracker: RunTracker, outcome: TrialOutcome) -> None:
 def stored_adapter_loss(trained: TrainResult, tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig,
                         storage: Storage) -> float:
     """The eval loss of an adapter reused from the store (its training measured none)."""
-    device = select_device(config.execution.device)
-    precision = select_precision(config.training.precision, device)
+    device, precision = select_device_and_precision(config.execution.device, config.training.precision)
     adapter_dir = storage.fetch(trained.uri) / "adapter"
     model = load_trained(adapter_dir, base.path, device)
     dataset = TokenDataset(storage.fetch(tokenized.uri) / "eval.parquet")

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from adapterflow.core.devices import select_device, select_precision
+from adapterflow.core.devices import select_device_and_precision
 from adapterflow.core.errors import AdapterflowError
 from adapterflow.core.hashing import cache_key, code_key
 from adapterflow.core.logs import stage_logger
@@ -66,8 +66,7 @@ def train_or_reuse(
 ) -> TrainResult:
     """Train into the store's adapters/<key>/ unless an adapter with the same key is there already. `probe`
     (single-process training only) measures the eval loss while training, which leaves the weights as they are."""
-    device = select_device(config.execution.device)
-    precision = select_precision(config.training.precision, device)
+    device, precision = select_device_and_precision(config.execution.device, config.training.precision)
     champion = warm_start_artifact(config, base)
     start = adapter_identity(champion.base_sha256, champion.adapter_dir) if champion else None
     key = adapter_key(tokenized, base, config, precision, device.type, start)

@@ -27,6 +27,16 @@ def test_cuda_without_gpu_is_a_clear_error() -> None:
     assert devices.select_device("auto").type == "cpu"
 
 
+def test_the_precision_is_resolved_for_the_device_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: False)
+    assert devices.select_device_and_precision("cpu", "auto") == (torch.device("cpu"), "fp32")
+    assert devices.select_device_and_precision("cpu", "bf16") == (torch.device("cpu"), "bf16")
+    with pytest.raises(AdapterflowError, match="fp16 needs a GPU"):
+        devices.select_device_and_precision("cpu", "fp16")
+    if not torch.cuda.is_available():
+        assert devices.select_device_and_precision("auto", "auto") == (torch.device("cpu"), "fp32")
+
+
 def test_attention_kernel_follows_the_row_length() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     crossover = devices.CPU_SDPA_FROM_ROW_LENGTH

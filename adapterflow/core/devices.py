@@ -49,6 +49,13 @@ def select_precision(preference: str, device: torch.device) -> str:
     return preference
 
 
+def select_device_and_precision(device: str, precision: str) -> tuple[torch.device, str]:
+    """The device (execution.device) and numeric precision (training.precision) a stage computes with; the
+    precision is resolved for the device chosen."""
+    chosen = select_device(device)
+    return chosen, select_precision(precision, chosen)
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device, precision: str) -> Iterator[None]:
     """Mixed-precision autocast for bf16/fp16, a no-op for fp32."""
