@@ -10,7 +10,6 @@ and an unchanged champion are not evaluated again.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -145,9 +144,7 @@ def evaluate_contenders(
     for contender in models:
         key = cache_key("eval", code_key(__name__), contender.identity, tokenized.key, conversations, passages,
                         scored_settings, config.base_model.dtype, precision, device.type)
-        if not config.execution.cache:  # a fresh result under a key of its own: stored folders are never replaced
-            key = f"{key}-{uuid.uuid4().hex[:8]}"
-        cached = storage.lookup("evaluations", key, RESULT_FILE) if config.execution.cache else None
+        key, cached = storage.reusable("evaluations", key, RESULT_FILE, config.execution.cache)
         if cached is not None:
             results[contender.name] = json.loads((cached / RESULT_FILE).read_text()) | {"skipped": True}
             continue

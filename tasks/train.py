@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +70,9 @@ def train_or_reuse(
     start = adapter_identity(champion.base_sha256, champion.adapter_dir) if champion else None
     key = adapter_key(tokenized, base, config, precision, device.type, start)
     checkpoints = checkpoint_plan(config.training, storage, key)  # also without the cache: a retry goes on
-    if not config.execution.cache:  # a fresh adapter under a key of its own: stored folders are never replaced
-        key = f"{key}-{uuid.uuid4().hex[:8]}"
+    key, found = storage.reusable("adapters", key, METRICS_FILE, config.execution.cache)
     started_from = f"models:/{config.registered_model_name}/{champion.version}" if champion else None
     uri = storage.uri("adapters", key)
-    found = storage.lookup("adapters", key, METRICS_FILE) if config.execution.cache else None
     if found is not None:
         saved = json.loads((found / METRICS_FILE).read_text())
         if tracker is not None:  # the run still shows the training curve it reuses

@@ -14,6 +14,8 @@ from schemas.pipeline import PipelineConfig
 from tasks.train import adapter_key
 from tests.conftest import ASSETS
 
+PROJECT = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture
 def probe_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -49,10 +51,13 @@ def test_the_code_key_follows_imports_and_changes_with_the_code_and_library_vers
 
 
 def test_the_stages_keys_cover_their_modules() -> None:
-    names = {str(path).split("/")[-2] + "/" + path.name for path in module_sources("tasks.tokenize")}
-    assert {"adapterflow/tokenization/chat.py", "adapterflow/tokenization/lengths.py", "tasks/tokenize.py"} <= names
-    names = {str(path).split("/")[-2] + "/" + path.name for path in module_sources("tasks.train")}
-    assert {"training/trainer.py", "training/packing.py", "methods/build.py", "methods/memory_plan.py"} <= names
+    def sources(module: str) -> set[str]:
+        return {path.relative_to(PROJECT).as_posix() for path in module_sources(module)}
+
+    assert {"adapterflow/tokenization/chat.py", "adapterflow/tokenization/lengths.py",
+            "tasks/tokenize.py"} <= sources("tasks.tokenize")
+    assert {"adapterflow/training/trainer.py", "adapterflow/tokenization/packing.py", "adapterflow/methods/build.py",
+            "adapterflow/methods/memory_plan.py"} <= sources("tasks.train")
 
 
 def test_every_ingredient_of_the_adapter_key_changes_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -54,6 +54,18 @@ def test_a_folder_counts_once_its_marker_is_there_and_is_never_replaced(tmp_path
     assert not [p for p in (tmp_path / "store").iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
+def test_with_the_cache_off_a_result_gets_a_fresh_key_and_nothing_stored_is_reused(tmp_path: Path) -> None:
+    store = Storage.local(tmp_path / "store")
+    assert store.reusable("adapters", "k", "metrics.json", cache=True) == ("k", None)
+    staging = store.staging_dir("adapter")
+    (staging / "metrics.json").write_text("{}")
+    folder = store.publish(staging, "adapters", "k", "metrics.json")
+    assert store.reusable("adapters", "k", "metrics.json", cache=True) == ("k", folder)
+    first, found = store.reusable("adapters", "k", "metrics.json", cache=False)
+    second, _ = store.reusable("adapters", "k", "metrics.json", cache=False)
+    assert found is None and first.startswith("k-") and len({"k", first, second}) == 3
+
+
 def record_flushes(monkeypatch: pytest.MonkeyPatch, marker: Path) -> list[tuple[Path, bool]]:
     """Every path flushed to disk, with whether `marker` existed at that moment."""
     import adapterflow.storage.durable as durable

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,14 @@ class Storage:
         if not self.is_remote or not _s3_exists(f"{self.uri(kind, key)}/{marker}"):
             return None
         return self._download(kind, key)
+
+    def reusable(self, kind: str, key: str, marker: str, cache: bool) -> tuple[str, Path | None]:
+        """The key to store a result under and the complete folder to reuse: `key` and its folder (None when there is
+        none) with the cache on; with it off (`execution.cache: false`) a fresh key of its own and None, since
+        stored folders are never replaced."""
+        if not cache:
+            return f"{key}-{uuid.uuid4().hex[:8]}", None
+        return key, self.lookup(kind, key, marker)
 
     def publish(self, staging: Path, kind: str, key: str, marker: str) -> Path:
         """Make a finished staging folder `<kind>/<key>`: uploaded with its marker last, then flushed (its marker
