@@ -5,21 +5,16 @@ from __future__ import annotations
 import gc
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from transformers import PrinterCallback, TrainingArguments, set_seed
 
 from adapterflow.core.devices import select_attention
-from adapterflow.core.errors import AdapterflowError
-from adapterflow.core.logs import stage_logger
 from adapterflow.methods.artifacts import save_trained, warm_start_from
 from adapterflow.methods.build import build_trainable, logical_numel, spec_for
-from adapterflow.methods.memory import CPU_HEAP_RETENTION, MemoryEstimate, available_memory, estimate_memory
-from adapterflow.methods.memory_plan import SCORE_KEEPING_KERNELS, MemoryPlan, MemorySettings, plan_memory
+from adapterflow.methods.memory import MemoryEstimate
 from adapterflow.models.base import load_tokenizer
 from adapterflow.storage.records import BaseModelRef
 from adapterflow.tokenization.chat import apply_template_choice
@@ -30,6 +25,8 @@ from adapterflow.tracking.run import RunTracker
 from adapterflow.training.callbacks import AdaLoraBudget, ThroughputMetrics
 from adapterflow.training.checkpoints import CheckpointPlan, DurableCheckpoints, read_history
 from adapterflow.training.hf_trainer import AdapterflowTrainer, GlobalTokenCount
+from adapterflow.training.memory_check import apply_plan, preflight
+from adapterflow.training.parallel import GatheredModel, check_launch, distributed_arguments, main_process
 from adapterflow.training.probe import HeldOutProbe, held_out_callback
 from adapterflow.training.progress import ProgressDisplay
 from schemas.method import MethodVariant
@@ -83,36 +80,6 @@ def total_steps(config: TrainingConfig, examples: int) -> int:
     global_batch = config.batch_size * config.gradient_accumulation_steps * config.distributed.num_processes
     per_epoch = math.ceil(examples / global_batch)
     return max(1, math.ceil(per_epoch * config.epochs))
-
-
-def main_process() -> bool:
-    """True in a single-process run and in rank 0 of a torchrun launch (torchrun sets RANK in every process)."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def distributed_arguments(config: TrainingConfig, device: torch.device) -> dict[str, Any]:
-    """The Trainer's data-parallel settings when training on several processes (none for one)."""
-    settings = config.distributed
-    if settings.num_processes == 1:
-        return {}
-    backend = settings.backend if settings.backend != "auto" else "nccl" if device.type == "cuda" else "gloo"
-    # every trainable parameter takes part in every step (PEFT freezes the rest): no search for unused ones
-    arguments: dict[str, Any] = {"ddp_backend": backend, "ddp_find_unused_parameters": False}
-    if settings.strategy == "fsdp":
-        arguments |= {
-            "fsdp": True,
-            "fsdp_config": {
-                "version": 2,
-                "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # one unit per decoder layer (_no_split_modules)
-                "reshard_after_forward": True,  # full shard: free each layer's gathered weights after forward
-                "state_dict_type": "FULL_STATE_DICT",
-                "cpu_ram_efficient_loading": False,  # every process loads the base (PEFT wraps it before FSDP)
-                "activation_checkpointing": config.gradient_checkpointing,
-            },
-            # FSDP checkpoints activations itself; the Trainer's own checkpointing would gather weights twice
-            "gradient_checkpointing": False,
-        }
-    return arguments
 
 
 def training_arguments(
@@ -256,83 +223,3 @@ def train_adapter(
     metrics |= metrics_callback.summary() | parameters | memory.as_metrics() | plan.as_metrics()
     return TrainingOutcome(output_dir=adapter_dir, metrics=metrics, history=metrics_callback.history, memory=memory,
                            model=model)
-
-
-def preflight(
-    model: torch.nn.Module, method: MethodVariant, config: TrainingConfig, precision: str, device: torch.device,
-    max_length: int, row_tokens: int, attention: str, tracker: RunTracker | None,
-) -> MemoryPlan:
-    """Estimate the memory training needs and choose settings that fit (training.fit_memory); say and log
-    both, and stop now if nothing fits."""
-
-    def estimate(settings: MemorySettings) -> MemoryEstimate:
-        return estimate_memory(
-            model, tokens_per_micro_batch=settings.batch_size * max_length, sequence_length=row_tokens,
-            precision=precision, gradient_checkpointing=settings.gradient_checkpointing, optimizer=config.optimizer,
-            full_backward=method.family != "full" or method.type == "full",
-            attention_scores=settings.attention in SCORE_KEEPING_KERNELS,
-            heap_retention=CPU_HEAP_RETENTION if device.type == "cpu" else 0.0,
-        )
-
-    configured = MemorySettings(config.batch_size, config.gradient_accumulation_steps, attention,
-                                config.gradient_checkpointing)
-    configured_estimate = estimate(configured)
-    if main_process():
-        stage_logger().info("%s on %s: %s", method.type, device.type, configured_estimate.describe())
-    if tracker is not None:
-        tracker.log_metrics(configured_estimate.as_metrics())
-    free = available_memory(device)
-    plan = plan_memory(
-        estimate, configured,
-        # the model is loaded already: its weights are in the estimate and no longer in the free memory
-        None if free is None else free + configured_estimate.weights,
-        # several processes must agree on batch shapes, but each would measure its own free memory
-        fit=config.fit_memory and config.distributed.num_processes == 1,
-        fused_attention="sdpa" if getattr(model, "_supports_sdpa", False) else None,
-        method=method.type, device=device.type,
-    )
-    if plan.changed and main_process():
-        stage_logger().info("memory: %s", "; ".join(plan.reasons))
-    if tracker is not None:  # memory/estimate_* end at the estimate of the settings training runs with
-        tracker.log_metrics((plan.estimate.as_metrics() if plan.changed else {}) | plan.as_metrics())
-        tracker.set_tags(plan.as_tags())
-    return plan
-
-
-def apply_plan(
-    model: torch.nn.Module, method: MethodVariant, config: TrainingConfig, settings: MemorySettings,
-) -> TrainingConfig:
-    """Switch the model to the planned attention kernel and checkpointing; the training config to train with."""
-    if model.config._attn_implementation != settings.attention:
-        model.set_attn_implementation(settings.attention)
-    if settings.gradient_checkpointing and method.family == "peft":
-        model.enable_input_require_grads()  # checkpointed layers need an input that requires grad to backpropagate
-    return config.model_copy(update={"batch_size": settings.batch_size,
-                                     "gradient_accumulation_steps": settings.gradient_accumulation_steps,
-                                     "gradient_checkpointing": settings.gradient_checkpointing})
-
-
-def check_launch(config: TrainingConfig) -> None:
-    """Several processes are trained through torchrun, which starts exactly that many."""
-    wanted = config.distributed.num_processes
-    started = int(os.environ.get("WORLD_SIZE", "1"))
-    if wanted > 1 and started != wanted:
-        raise AdapterflowError(
-            f"training.distributed.num_processes is {wanted} but this process is one of {started}",
-            hint="train through adapterflow.training.distributed.train_adapter_distributed, which starts them",
-        )
-
-
-class GatheredModel:
-    """An FSDP-sharded model as save_trained sees it: the full weights, gathered from every process."""
-
-    def __init__(self, model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-        self.model = model
-        self.state_dict = state_dict
-
-    def save_pretrained(self, out_dir: Path) -> None:
-        self.model.save_pretrained(out_dir, state_dict=self.state_dict)
-
-    def named_parameters(self):  # noqa: ANN201 - the nn.Module API save_trained uses for delta methods
-        for name, parameter in self.model.named_parameters():
-            yield name, torch.nn.Parameter(self.state_dict[name], requires_grad=parameter.requires_grad)

@@ -9,6 +9,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from adapterflow.core.home import Home
+from adapterflow.data.splitting import split_rows
 from adapterflow.models.base import weights_sha256
 from adapterflow.storage.records import BaseModelRef, TokenizedData
 from adapterflow.storage.store import Storage
@@ -16,7 +17,6 @@ from schemas.data import LeakageConfig, SplitConfig
 from schemas.method import Method, MethodVariant
 from schemas.tokenize import TokenizeConfig
 from schemas.training import TrainingConfig
-from tasks.split import split_rows
 from tasks.tokenize import tokenize_splits
 from tests.tasks.helpers import filtered, questions
 from tests.tiny_model import build_tiny_classifier, build_tiny_model

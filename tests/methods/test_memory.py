@@ -355,15 +355,16 @@ def test_training_that_would_not_fit_trains_with_smaller_micro_batches(
     tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from adapterflow.core.home import Home
+    from adapterflow.data.splitting import split_rows
     from adapterflow.methods.build import build_trainable, spec_for
     from adapterflow.storage.records import BaseModelRef
     from adapterflow.storage.store import Storage
+    from adapterflow.training import memory_check
     from adapterflow.training import trainer as trainer_module
     from schemas.data import LeakageConfig, SplitConfig
     from schemas.method import LoraMethod
     from schemas.tokenize import TokenizeConfig
     from schemas.training import TrainingConfig
-    from tasks.split import split_rows
     from tasks.tokenize import tokenize_splits
     from tests.tasks.helpers import filtered, questions
 
@@ -384,7 +385,7 @@ def test_training_that_would_not_fit_trains_with_smaller_micro_batches(
                                attention_scores=False, heap_retention=CPU_HEAP_RETENTION)
 
     budget = (at(1).total + at(2).total) // 2
-    monkeypatch.setattr(trainer_module, "available_memory", lambda device: budget - at(1).weights)
+    monkeypatch.setattr(memory_check, "available_memory", lambda device: budget - at(1).weights)
     real_arguments, arguments = trainer_module.training_arguments, []
 
     def recorded_arguments(*args: object, **kwargs: object) -> object:  # what the Trainer is given
@@ -416,20 +417,20 @@ def test_heap_retention_scales_the_activations_only() -> None:
 
 def test_several_training_processes_keep_the_configured_settings_and_refuse(monkeypatch: pytest.MonkeyPatch) -> None:
     """Processes must agree on batch shapes but each measures its own free memory: no plan, the old refusal."""
-    from adapterflow.training import trainer as trainer_module
+    from adapterflow.training import memory_check
     from schemas.method import LoraMethod
     from schemas.training import TrainingConfig
 
     model, method, cpu = tiny_llama(), LoraMethod(type="lora", r=4), torch.device("cpu")
     single = TrainingConfig(max_steps=1, batch_size=4, optimizer="adamw_torch")
-    monkeypatch.setattr(trainer_module, "available_memory", lambda device: None)
-    unknown = trainer_module.preflight(model, method, single, "fp32", cpu, 16, 32, "eager", None)
+    monkeypatch.setattr(memory_check, "available_memory", lambda device: None)
+    unknown = memory_check.preflight(model, method, single, "fp32", cpu, 16, 32, "eager", None)
     assert not unknown.changed and unknown.available is None  # nothing to check against
     needed = unknown.estimate.total - unknown.estimate.weights  # the loaded weights are already in place
-    monkeypatch.setattr(trainer_module, "available_memory", lambda device: needed // 2)
-    fitted = trainer_module.preflight(model, method, single, "fp32", cpu, 16, 32, "eager", None)
+    monkeypatch.setattr(memory_check, "available_memory", lambda device: needed // 2)
+    fitted = memory_check.preflight(model, method, single, "fp32", cpu, 16, 32, "eager", None)
     assert fitted.changed and fitted.settings.effective_batch == 4 and fitted.estimate.total <= fitted.available
     several = single.model_copy(update={"distributed": single.distributed.model_copy(update={"num_processes": 2})})
     with pytest.raises(AdapterflowError, match="unlikely to fit") as raised:
-        trainer_module.preflight(model, method, several, "fp32", cpu, 16, 32, "eager", None)
+        memory_check.preflight(model, method, several, "fp32", cpu, 16, 32, "eager", None)
     assert "training.fit_memory: true in a single-process run" in raised.value.hint

@@ -36,11 +36,11 @@ def tokenized_questions(folder: Path, model_dir: Path, rows: int, eval_size: flo
     """(store, base model, tokenized data) of `rows` questions split and tokenized for the tiny model: what a
     training test trains on."""
     from adapterflow.core.home import Home
+    from adapterflow.data.splitting import split_rows
     from adapterflow.storage.records import BaseModelRef
     from adapterflow.storage.store import Storage
     from schemas.data import LeakageConfig, SplitConfig
     from schemas.tokenize import TokenizeConfig
-    from tasks.split import split_rows
     from tasks.tokenize import tokenize_splits
 
     home = Home(folder / "home")

@@ -11,14 +11,16 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from adapterflow.core.home import Home
+from adapterflow.data.leak_removal import eval_size_warning, remove_leaks
 from adapterflow.data.leakage import find_leaks
 from adapterflow.data.near_dedup import NearDedupSettings
 from adapterflow.data.scan import scan_table
+from adapterflow.data.splitting import split_rows
 from adapterflow.data.tables import iter_rows
 from adapterflow.storage.records import RunContext
 from adapterflow.storage.store import Storage
 from schemas.data import LeakageConfig, SplitConfig
-from tasks.split import eval_size_warning, remove_leaks, split, split_rows
+from tasks.split import split
 from tests.tasks.helpers import chat, filtered, questions, table_of
 
 NO_LEAK_CHECK = LeakageConfig(enabled=False)

@@ -12,13 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from adapterflow.core.home import Home
+from adapterflow.data.splitting import split_rows
 from adapterflow.storage.records import BaseModelRef, SplitResult
 from adapterflow.storage.store import Storage
 from adapterflow.tokenization.lengths import LENGTH_MULTIPLE, auto_max_length, length_percentiles
 from schemas.data import LeakageConfig, SplitConfig
 from schemas.pipeline import PipelineConfig
 from schemas.tokenize import TokenizeConfig
-from tasks.split import split_rows
 from tasks.tokenize import tokenize_splits, tokenized_key
 from tests.conftest import ASSETS
 from tests.tasks.helpers import chat, filtered, questions

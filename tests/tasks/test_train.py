@@ -11,6 +11,7 @@ import torch
 
 from adapterflow.core.errors import AdapterflowError
 from adapterflow.core.home import Home
+from adapterflow.data.splitting import split_rows
 from adapterflow.methods.memory_plan import halve_micro_batch
 from adapterflow.storage.records import BaseModelRef
 from adapterflow.storage.store import Storage
@@ -19,7 +20,6 @@ from schemas import load_config
 from schemas.data import LeakageConfig, SplitConfig
 from schemas.tokenize import TokenizeConfig
 from schemas.training import TrainingConfig
-from tasks.split import split_rows
 from tasks.tokenize import tokenize_splits
 from tasks.train import checkpoint_plan, train_resumably
 from tests.conftest import tiny_config, write_config

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from adapterflow.core.errors import AdapterflowError
+from adapterflow.data.splitting import split_rows
 from adapterflow.storage.records import BaseModelRef
 from adapterflow.storage.store import Storage
 from adapterflow.training.checkpoints import CheckpointPlan, complete_steps
@@ -20,7 +21,6 @@ from schemas.data import LeakageConfig, SplitConfig
 from schemas.method import LoraMethod
 from schemas.tokenize import TokenizeConfig
 from schemas.training import DistributedConfig, TrainingConfig
-from tasks.split import split_rows
 from tasks.tokenize import tokenize_splits
 from tests.tasks.helpers import filtered, questions
 

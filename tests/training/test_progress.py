@@ -94,6 +94,7 @@ def test_a_training_run_prints_no_tqdm_bar_nor_log_dicts(
     from transformers.utils import logging as transformers_logging
 
     from adapterflow.core.home import Home
+    from adapterflow.data.splitting import split_rows
     from adapterflow.storage.records import BaseModelRef
     from adapterflow.storage.store import Storage
     from adapterflow.training.trainer import train_adapter
@@ -101,7 +102,6 @@ def test_a_training_run_prints_no_tqdm_bar_nor_log_dicts(
     from schemas.method import LoraMethod
     from schemas.tokenize import TokenizeConfig
     from schemas.training import TrainingConfig
-    from tasks.split import split_rows
     from tasks.tokenize import tokenize_splits
     from tests.tasks.helpers import filtered, questions
 

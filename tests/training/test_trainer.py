@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from adapterflow.core.home import Home
+from adapterflow.data.splitting import split_rows
 from adapterflow.storage.records import BaseModelRef
 from adapterflow.storage.store import Storage
 from adapterflow.training.trainer import train_adapter
@@ -14,7 +15,6 @@ from schemas.data import LeakageConfig, SplitConfig
 from schemas.method import LoraMethod
 from schemas.tokenize import TokenizeConfig
 from schemas.training import TrainingConfig
-from tasks.split import split_rows
 from tasks.tokenize import tokenize_splits
 from tests.tasks.helpers import filtered, questions
 
