@@ -15,6 +15,7 @@ from itertools import islice
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from adapterflow.core.devices import select_device_and_precision
 from adapterflow.core.hashing import cache_key, code_key
@@ -29,7 +30,8 @@ from adapterflow.evaluation.comparison import (
 )
 from adapterflow.evaluation.forgetting import general_perplexity, load_general_passages
 from adapterflow.evaluation.metrics import classification_metrics, generate_answers, response_perplexity
-from adapterflow.methods.artifacts import adapter_identity, load_trained, read_manifest
+from adapterflow.evaluation.stored_adapters import EvalModel, load_stored_adapter
+from adapterflow.methods.artifacts import adapter_identity, read_manifest
 from adapterflow.methods.build import ModelSpec, load_base
 from adapterflow.models.base import load_tokenizer
 from adapterflow.orchestration.stage import stage
@@ -148,15 +150,15 @@ def evaluate_contenders(
         if cached is not None:
             results[contender.name] = json.loads((cached / RESULT_FILE).read_text()) | {"skipped": True}
             continue
-        model, tokenizer = load_contender(contender, tokenized, device)
+        loaded = load_contender(contender, tokenized, device)
+        model, tokenizer = loaded.model, loaded.tokenizer
         if tokenized.task == "classification":
             metrics, predicted = classification_metrics(model, dataset, tokenizer.pad_token_id, settings.batch_size,
                                                         device, precision)
             answers = [tokenized.label_names[index] for index in predicted[: settings.sample_generations]]
         else:
-            packed = contender.adapter_dir is None or not read_manifest(contender.adapter_dir)[0].prompt_learning
             metrics = response_perplexity(model, dataset, tokenizer.pad_token_id, settings.batch_size, device,
-                                          precision, packed=packed)
+                                          precision, packed=loaded.packed)
             answers = generate_answers(model, tokenizer, conversations, settings.max_new_tokens, device, precision,
                                        settings.generation_batch_size)
             if passages:
@@ -165,20 +167,18 @@ def evaluate_contenders(
         staging = storage.staging_dir("evaluation")
         (staging / RESULT_FILE).write_text(json.dumps(results[contender.name], indent=2))
         storage.publish(staging, "evaluations", key, RESULT_FILE)
-        del model  # one model in memory at a time
+        del loaded, model  # one model in memory at a time
     return results
 
 
-def load_contender(contender: Contender, tokenized: TokenizedData, device):  # noqa: ANN001
+def load_contender(contender: Contender, tokenized: TokenizedData, device: torch.device) -> EvalModel:
     """The base model alone (with a fresh, seeded head for classification), or a trained artifact on it."""
-    import torch
-
     if contender.adapter_dir is not None:
-        return load_trained(contender.adapter_dir, contender.base_path, device), load_tokenizer(contender.adapter_dir)
+        return load_stored_adapter(contender.adapter_dir, contender.base_path, device)
     tokenizer = load_tokenizer(contender.base_path)
     torch.manual_seed(0)  # an untrained classification head: the same one every time
     spec = ModelSpec(task=tokenized.task, label_names=tokenized.label_names, pad_token_id=tokenizer.pad_token_id)
-    return load_base(contender.base_path, spec, device).eval(), tokenizer
+    return EvalModel(load_base(contender.base_path, spec, device).eval(), tokenizer, packed=True)
 
 
 def comparison_examples(

@@ -18,8 +18,7 @@ from pydantic import ValidationError
 from adapterflow.core.devices import select_device, select_device_and_precision
 from adapterflow.core.errors import AdapterflowError, NumericalFault
 from adapterflow.core.logs import stage_logger
-from adapterflow.methods.artifacts import load_trained, read_manifest
-from adapterflow.models.base import load_tokenizer
+from adapterflow.evaluation.stored_adapters import load_stored_adapter
 from adapterflow.orchestration.stage import stage
 from adapterflow.storage.records import BaseModelRef, RunContext, SearchResult, TokenizedData, TrainResult, TrialOutcome
 from adapterflow.storage.store import Storage, run_storage
@@ -90,12 +89,10 @@ def stored_adapter_loss(trained: TrainResult, tokenized: TokenizedData, base: Ba
                         storage: Storage) -> float:
     """The eval loss of an adapter reused from the store (its training measured none)."""
     device, precision = select_device_and_precision(config.execution.device, config.training.precision)
-    adapter_dir = storage.fetch(trained.uri) / "adapter"
-    model = load_trained(adapter_dir, base.path, device)
+    loaded = load_stored_adapter(storage.fetch(trained.uri) / "adapter", base.path, device)
     dataset = TokenDataset(storage.fetch(tokenized.uri) / "eval.parquet")
-    return held_out_loss(model, dataset, tokenized.task, load_tokenizer(adapter_dir).pad_token_id,
-                         config.evaluation.batch_size, device, precision,
-                         packed=not read_manifest(adapter_dir)[0].prompt_learning)
+    return held_out_loss(loaded.model, dataset, tokenized.task, loaded.tokenizer.pad_token_id,
+                         config.evaluation.batch_size, device, precision, packed=loaded.packed)
 
 
 def run_trial(

@@ -1,14 +1,16 @@
 """Perplexity counts only label tokens; classification scores are scikit-learn's; batched greedy generation
-answers every prompt as one at a time would."""
+answers every prompt as one at a time would; a stored adapter loads with the eval rows it can take."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from adapterflow.evaluation.metrics import response_perplexity
+from schemas.method import LoraMethod, PromptMethod
 
 
 class UniformModel(torch.nn.Module):
@@ -111,3 +113,22 @@ def test_batched_generation_matches_one_prompt_at_a_time_and_restores_the_paddin
     assert len(batched) == 4 and batched == one_by_one
     assert tokenizer.padding_side == side
     assert generate_answers(model, tokenizer, [], 5, cpu, "fp32") == []
+
+
+@pytest.mark.parametrize("method", [LoraMethod(type="lora", r=2), PromptMethod(type="prompt", init="random",
+                                                                                 num_virtual_tokens=4)])
+def test_a_stored_adapter_loads_on_its_base_with_its_tokenizer_and_packs_unless_it_learns_a_prompt(
+    tiny_model_dir, tmp_path, method
+) -> None:
+    from adapterflow.evaluation.stored_adapters import load_stored_adapter
+    from adapterflow.methods.artifacts import save_trained
+    from adapterflow.methods.build import ModelSpec, build_trainable
+    from adapterflow.models.base import load_tokenizer
+
+    cpu = torch.device("cpu")
+    tokenizer = load_tokenizer(tiny_model_dir)
+    trained = build_trainable(method, str(tiny_model_dir), ModelSpec(), cpu, total_steps=1)
+    save_trained(trained, tokenizer, method, ModelSpec(), tmp_path / "adapter")
+    loaded = load_stored_adapter(tmp_path / "adapter", str(tiny_model_dir), cpu)
+    assert loaded.packed is not method.prompt_learning and not loaded.model.training
+    assert loaded.tokenizer.pad_token_id == tokenizer.pad_token_id

@@ -1,21 +1,26 @@
-"""Which failures a sweep survives: faults of the drawn values fail their trial, anything else stops the sweep."""
+"""Which failures a sweep survives: faults of the drawn values fail their trial, anything else stops the sweep; a
+trial that reuses a stored adapter is judged by the loss its training measured."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import optuna
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
 from adapterflow.core.errors import AdapterflowError, DataError, NumericalFault
 from adapterflow.core.home import Home
 from adapterflow.methods.memory_plan import out_of_memory_advice
+from adapterflow.training.probe import HeldOutProbe
 from schemas import load_config
 from schemas.training import TrainingConfig
-from tasks.search import run_trial, trial_fault
+from tasks.search import run_trial, stored_adapter_loss, trial_fault
 from tasks.track import open_run
+from tasks.train import train_or_reuse
 from tests.conftest import tiny_config, write_config
+from tests.tasks.helpers import tokenized_questions
 
 
 def test_divergence_and_out_of_memory_fail_the_trial_anything_else_the_sweep() -> None:
@@ -47,3 +52,14 @@ def test_values_valid_alone_but_not_together_fail_their_trial_in_its_own_run(
     assert run.info.status == "FAILED" and run.data.params == {"method.init_r": "4", "method.target_r": "8"}
     assert run.data.tags["mlflow.parentRunId"] == parent.mlflow_run_id
     assert run.data.tags["adapterflow.trial_state"] == "failed"
+
+
+def test_an_adapter_reused_from_the_store_is_judged_by_the_loss_its_training_measured(
+    tmp_path: Path, tiny_model_dir: Path,
+) -> None:
+    storage, base, tokenized = tokenized_questions(tmp_path, tiny_model_dir, rows=24, eval_size=0.2)
+    config = load_config(write_config(tmp_path, tiny_config(tiny_model_dir, training={"max_steps": 4})))
+    probe = HeldOutProbe(every_steps=4, report=lambda step, loss: False, batch_size=config.evaluation.batch_size)
+    trained = train_or_reuse(tokenized, base, config, storage, None, probe)
+    assert stored_adapter_loss(trained, tokenized, base, config, storage) == pytest.approx(probe.history[-1][1],
+                                                                                           rel=1e-4)
