@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-import time
+import json
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from adapterflow.core.errors import AdapterflowError, UsageError
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
+    from adapterflow.registry.promotion import Check
+
 console = Console(stderr=True, soft_wrap=True)
 output = Console(soft_wrap=True)
 models_app = typer.Typer(no_args_is_help=True, help="Registered models: versions, aliases, metrics, lineage.")
 
 NameArg = Annotated[str, typer.Argument(help="registered model name", show_default=False)]
-LINEAGE_COLUMNS = {"base model": "adapterflow.base_model", "data": "adapterflow.dataset_fingerprint",
-                   "eval set": "adapterflow.eval_set"}
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="print one JSON document on stdout (its schema: README, Registry commands); errors go to stderr")]
 
 
 def _fail(error: AdapterflowError) -> typer.Exit:
@@ -41,90 +43,52 @@ def _client() -> MlflowClient:
     return MlflowClient()
 
 
-def age(created_ms: int, now_s: float) -> str:
-    """How long ago a version was made, in the largest unit that fits: '40 s', '5 min', '3 h', '12 d'."""
-    seconds = max(0, int(now_s - created_ms / 1000))
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit}"
-    return f"{seconds} s"
+def _report(result: dict[str, Any], as_json: bool, render: Callable[[Console, dict[str, Any]], None]) -> None:
+    """A command's result, secrets scrubbed (a URL's password, a secret variable's value): with --json the one
+    JSON document on stdout, otherwise rendered for people."""
+    from adapterflow.tracking.redaction import Redactor
 
-
-def _short(value: str | None) -> str:
-    if not value:
-        return "-"
-    return value[:12] if len(value) == 64 else value  # hashes shortened; names kept whole
+    result = Redactor().value(result)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        render(output, result)
 
 
 @models_app.command("list")
-def models_list(name: NameArg) -> None:
-    """Every version of a registered model: aliases, key eval metrics from its run, lineage and age."""
-    from adapterflow.registry.versions import KEY_METRICS, registered_model, run_eval_metrics, version_aliases
+def models_list(
+    name: NameArg,
+    wide: Annotated[bool, typer.Option("--wide", help="add the lineage: base model, dataset, eval set")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Every version of a registered model: aliases, age, method and the key eval metrics of its run (one line
+    each, 80 columns), --wide adds its lineage."""
+    from adapterflow.registry.versions import versions_listing
+    from adapterflow.reporting.console import print_unfolded, versions_table
 
-    client = _client()
     try:
-        model = registered_model(client, name)
+        listing = versions_listing(_client(), name)
     except AdapterflowError as error:
         raise _fail(error) from None
-    versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version), reverse=True)
-    rows = [(v, run_eval_metrics(client, v.run_id).get("candidate", {})) for v in versions]
-    task = "classification" if any("macro_f1" in metrics for _, metrics in rows) else "sft"
-    table = Table(title=f"{name}: {len(versions)} version(s)", header_style="bold")
-    for column in ("version", "aliases", "age", "method", *KEY_METRICS[task], *LINEAGE_COLUMNS):
-        table.add_column(column, justify="right" if column in KEY_METRICS[task] else "left", overflow="fold")
-    now = time.time()
-    for version, metrics in rows:
-        table.add_row(str(version.version), ", ".join(version_aliases(model, version.version)) or "-",
-                      age(version.creation_timestamp, now), version.tags.get("adapterflow.method", "-"),
-                      *(f"{metrics[key]:.4f}" if key in metrics else "-" for key in KEY_METRICS[task]),
-                      *(_short(version.tags.get(tag)) for tag in LINEAGE_COLUMNS.values()))
-    output.print(table)
+    _report(listing, as_json, lambda out, result: print_unfolded(out, versions_table(result, wide)))
 
 
 @models_app.command("show")
 def models_show(
     reference: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION", show_default=False)],
+    as_json: JsonOption = False,
 ) -> None:
     """Everything about one version: aliases, eval metrics of its run, lineage tags and promotion reasons."""
-    from adapterflow.registry.versions import model_version, parse_reference, run_eval_metrics, version_aliases
+    from adapterflow.registry.versions import model_version, parse_reference, version_details
+    from adapterflow.reporting.console import render_version
 
     client = _client()
     try:
         name, number, alias = parse_reference(reference)
-        version = model_version(client, name, number, alias)
+        details = version_details(client, name, model_version(client, name, number, alias))
     except AdapterflowError as error:
         raise _fail(error) from None
-    aliases = version_aliases(client.get_registered_model(name), version.version)
-    created = datetime.fromtimestamp(version.creation_timestamp / 1000, timezone.utc).isoformat(timespec="seconds")
-    output.print(f"[bold]{name}[/] version {version.version}  aliases: {', '.join(aliases) or 'none'}", highlight=False)
-    output.print(f"created {created} ({age(version.creation_timestamp, time.time())} ago), MLflow run "
-                 f"{version.run_id}, source {version.source}", highlight=False)
-    metrics = run_eval_metrics(client, version.run_id)
-    if metrics:
-        output.print(_metrics_table(metrics))
-    tags = Table(title="Tags: lineage and promotion", header_style="bold")
-    tags.add_column("tag")
-    tags.add_column("value")
-    for key, value in sorted(version.tags.items()):
-        if not key.startswith("eval."):  # the metrics table shows them
-            tags.add_row(key, value)
-    output.print(tags)
-
-
-def _metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
-    """The version's run's eval metrics by model (and the majority-class baseline, for classifiers); a metric one
-    model lacks shows as '-'."""
-    from adapterflow.registry.promotion import MAJORITY
-
-    columns = sorted({metric for values in metrics.values() for metric in values})
-    table = Table(title="Eval metrics of its run", header_style="bold")
-    table.add_column("model")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for model in ("base", MAJORITY, "champion", "candidate"):
-        if model in metrics:
-            table.add_row(model, *(f"{metrics[model][c]:.4f}" if c in metrics[model] else "-" for c in columns))
-    return table
+    _report(details, as_json, render_version)
 
 
 def _record(gate_reason: str, forced_by: str | None, reason: str | None) -> str:
@@ -134,17 +98,32 @@ def _record(gate_reason: str, forced_by: str | None, reason: str | None) -> str:
     return gate_reason if not reason else f"{gate_reason}; note: {reason}"
 
 
+def _promotion(client: MlflowClient, name: str, number: str, champion: str | None, reason: str,
+               checks: tuple[Check, ...] = (), promoted: bool = False, forced_by: str | None = None) -> dict[str, Any]:
+    """What `promote` did (README, Registry commands): the gate's checks, the reason recorded or refused, and the
+    model's aliases afterwards."""
+    from dataclasses import asdict
+
+    from adapterflow.registry.versions import model_aliases
+
+    return {"name": name, "version": number, "promoted": promoted, "forced": forced_by is not None,
+            "forced_by": forced_by, "reason": reason, "checks": [asdict(check) for check in checks],
+            "champion_before": champion, "aliases": model_aliases(client, name)}
+
+
 def promote(
     name: NameArg,
     version: Annotated[str, typer.Argument(help="version number to make champion", show_default=False)],
     force: Annotated[bool, typer.Option("--force", help="move champion even if the gate refuses")] = False,
     reason: Annotated[str | None, typer.Option("--reason", help="why (required with --force; recorded in tags)")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Make a version champion if the promotion gate allows it (exit 1 when it refuses, unless --force)."""
     from adapterflow.registry.client import current_user, move_champion_if_unchanged
     from adapterflow.registry.history import MAX_CHARS
     from adapterflow.registry.promotion import promotion_aliases
     from adapterflow.registry.versions import PolicyUnreadable, Verdict, model_version, promotion_verdict
+    from adapterflow.reporting.console import render_promotion
     from adapterflow.tracking.run import TAG_PROMOTION, TAG_PROMOTION_REASONS
 
     if force and not (reason or "").strip():
@@ -155,7 +134,8 @@ def promote(
         target = model_version(client, name, version)
         number = str(target.version)
         if number == _champion(client, name):
-            output.print(f"{name} version {number} is already champion", highlight=False)
+            _report(_promotion(client, name, number, number, f"version {number} is already champion"), as_json,
+                    render_promotion)
             return
         verdict = promotion_verdict(client, name, target)
     except PolicyUnreadable as error:
@@ -165,12 +145,9 @@ def promote(
     except AdapterflowError as error:
         raise _fail(error) from None
     decision, champion = verdict.decision, verdict.champion
-    for line in decision.reasons:
-        output.print(f"  {line}", highlight=False, markup=False)
-    was = f"v{champion}" if champion else "unset"
     if not decision.promote and not force:
-        output.print(f"[bold yellow]NOT PROMOTED[/]: {decision.reason}", highlight=False)
-        output.print(f"champion stays {was}; --force --reason overrides the gate", highlight=False)
+        _report(_promotion(client, name, number, champion, decision.reason, decision.checks), as_json,
+                render_promotion)
         raise typer.Exit(code=1)
     forced_by = None if decision.promote else current_user()
     record = _record(decision.reason, forced_by, reason)[:MAX_CHARS]  # a version tag's column holds 5,000
@@ -184,8 +161,8 @@ def promote(
         at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for key, value in {"forced_by": forced_by, "forced_reason": (reason or "")[:MAX_CHARS], "forced_at": at}.items():
             client.set_model_version_tag(name, number, f"adapterflow.{key}", str(value))
-    output.print(f"[bold green]PROMOTED[/]{f' (forced by {forced_by})' if forced_by else ''}: {name} champion "
-                 f"{was} -> v{number}", highlight=False)
+    promoted = _promotion(client, name, number, champion, record, decision.checks, promoted=True, forced_by=forced_by)
+    _report(promoted, as_json, render_promotion)
 
 
 def _champion(client: MlflowClient, name: str) -> str | None:
@@ -198,11 +175,12 @@ def _champion(client: MlflowClient, name: str) -> str | None:
     return alias_version(client, name, ALIAS_CHAMPION)
 
 
-def rollback(name: NameArg) -> None:
+def rollback(name: NameArg, as_json: JsonOption = False) -> None:
     """Move champion back to the version that held it before (repeat to go further back)."""
     from adapterflow.registry.client import alias_version, apply_rollback, champion_history, current_user
     from adapterflow.registry.history import plan_rollback
-    from adapterflow.registry.versions import registered_model
+    from adapterflow.registry.versions import model_aliases, registered_model
+    from adapterflow.reporting.console import render_rollback
     from adapterflow.tracking.run import ALIAS_CHAMPION
 
     client = _client()
@@ -215,8 +193,8 @@ def rollback(name: NameArg) -> None:
     at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     client.set_model_version_tag(name, plan.from_version, "adapterflow.rolled_back",
                                  f"by {current_user()} at {at}, champion back to v{plan.to_version}")
-    output.print(f"[bold]rolled back[/] {name}: champion v{plan.from_version} -> v{plan.to_version}, "
-                 f"previous-champion {'v' + plan.previous if plan.previous else 'none'}", highlight=False)
+    _report({"name": name, "champion": plan.to_version, "previous_champion": plan.previous,
+             "rolled_back_from": plan.from_version, "aliases": model_aliases(client, name)}, as_json, render_rollback)
 
 
 def generate(

@@ -6,6 +6,7 @@ import ast
 import re
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ from adapterflow.tracking.run import (
     CONFIG_ARTIFACT,
     CONFIG_ARTIFACT_DIR,
     METRIC_VALIDATION_SUCCESS,
+    TAG_BASE_MODEL,
+    TAG_DATASET_FINGERPRINT,
+    TAG_METHOD,
     TAG_TOKENIZER_SHA,
 )
 from schemas.registry import PromotionPolicy
@@ -32,6 +36,7 @@ from schemas.registry import PromotionPolicy
 # the majority-class baseline is logged as eval/majority/<metric> by tasks/evaluate.py (classifiers only)
 EVAL_METRIC = re.compile(rf"^eval/(base|candidate|champion|{MAJORITY})/([^/]+)$")
 KEY_METRICS = {"sft": ("perplexity", "loss"), "classification": ("macro_f1", "accuracy")}
+LINEAGE_TAGS = {"base_model": TAG_BASE_MODEL, "dataset_fingerprint": TAG_DATASET_FINGERPRINT, "eval_set": TAG_EVAL_SET}
 REFERENCE_HINT = "name a version as NAME/VERSION or NAME@ALIAS (see adapterflow models list NAME)"
 
 
@@ -75,6 +80,35 @@ def model_version(client: MlflowClient, name: str, version: str | None = None, a
 
 def version_aliases(model: Any, version: str) -> list[str]:
     return sorted(alias for alias, target in model.aliases.items() if str(target) == str(version))
+
+
+def model_aliases(client: MlflowClient, name: str) -> dict[str, str]:
+    """{alias: version} of a registered model, as it stands now."""
+    return {alias: str(version) for alias, version in sorted(registered_model(client, name).aliases.items())}
+
+
+def version_record(model: Any, version: ModelVersion, metrics: dict[str, Any]) -> dict[str, Any]:
+    """A version as the registry commands report it (README, "Registry commands"): number, aliases, when it was
+    registered (UTC, ISO 8601), method, the `metrics` given and its lineage tags (None where not recorded)."""
+    created = datetime.fromtimestamp(version.creation_timestamp / 1000, timezone.utc).isoformat(timespec="seconds")
+    return {"version": str(version.version), "aliases": version_aliases(model, version.version), "created": created,
+            "method": version.tags.get(TAG_METHOD), "metrics": metrics,
+            "lineage": {key: version.tags.get(tag) for key, tag in LINEAGE_TAGS.items()}}
+
+
+def versions_listing(client: MlflowClient, name: str) -> dict[str, Any]:
+    """`models list`: every version of the model, newest first, with its run's candidate eval metrics."""
+    model = registered_model(client, name)
+    versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version), reverse=True)
+    return {"name": name, "versions": [version_record(model, version, run_eval_metrics(client, version.run_id)
+                                                      .get("candidate", {})) for version in versions]}
+
+
+def version_details(client: MlflowClient, name: str, version: ModelVersion) -> dict[str, Any]:
+    """`models show`: one version with its run's eval metrics by model, the run, the source and every tag."""
+    record = version_record(registered_model(client, name), version, run_eval_metrics(client, version.run_id))
+    return {"name": name, **record, "run_id": version.run_id, "source": version.source,
+            "tags": dict(sorted(version.tags.items()))}
 
 
 def run_eval_metrics(client: MlflowClient, run_id: str | None) -> dict[str, dict[str, float]]:

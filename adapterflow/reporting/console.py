@@ -1,10 +1,15 @@
-"""Render a run summary and errors for people, with rich."""
+"""Render a run summary, the registry commands' results and errors for people, with rich."""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import Any
 
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
+from rich.segment import Segments
 from rich.table import Table
 
 from adapterflow.core.errors import AdapterflowError, ConfigError
@@ -71,20 +76,25 @@ def render_data_check(console: Console, summary: dict[str, Any], ui_command: str
                   f"MLflow run {summary['mlflow_run_id']}: {ui_command}", highlight=False)
 
 
-def metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
-    """Base, champion and candidate side by side, a row per metric (ten metrics fit an 80-column terminal this way):
-    perplexity, loss, generation scores and forgetting, or accuracy, macro-F1 and loss."""
+def metrics_table(metrics: dict[str, dict[str, float]], title: str | None = None,
+                  number_format: str = ".4g") -> Table:
+    """Models side by side (base, the majority-class baseline, champion, candidate), a row per metric (ten metrics
+    fit an 80-column terminal this way): perplexity, loss, generation scores and forgetting, or accuracy, macro-F1
+    and loss; a metric a model lacks shows as '-'."""
     from adapterflow.evaluation.metrics import EVAL_METRICS
+    from adapterflow.registry.promotion import MAJORITY
 
-    rows = [metric for metric in EVAL_METRICS if metric in metrics["candidate"]]
-    title = "label tokens" if "perplexity" in rows else "classification"
-    models = [name for name in ("base", "champion", "candidate") if name in metrics]
-    table = Table(title=f"Evaluation (eval split, {title})", header_style="bold")
+    found = {metric for values in metrics.values() for metric in values}
+    rows = [metric for metric in EVAL_METRICS if metric in found] + sorted(found - set(EVAL_METRICS))
+    kind = "label tokens" if "perplexity" in rows else "classification"
+    models = [name for name in ("base", MAJORITY, "champion", "candidate") if name in metrics]
+    table = Table(title=title or f"Evaluation (eval split, {kind})", header_style="bold")
     table.add_column("metric")
     for name in models:
         table.add_column(name, justify="right")
     for metric in rows:
-        table.add_row(metric, *(f"{metrics[name][metric]:.4g}" if metric in metrics[name] else "-" for name in models))
+        table.add_row(metric, *(format(metrics[name][metric], number_format) if metric in metrics[name] else "-"
+                                for name in models))
     return table
 
 
@@ -152,3 +162,96 @@ def render_sweep(console: Console, summary: dict[str, Any], ui_command: str, cop
                   highlight=False)
     console.print(f"MLflow run {summary['mlflow_run_id']} with one nested run per trial; browse it with: "
                   f"[bold]{ui_command}[/]")
+
+
+# `models list --wide`: its lineage columns and the keys of a version's `lineage` they show
+LINEAGE_COLUMNS = {"base model": "base_model", "data": "dataset_fingerprint", "eval set": "eval_set"}
+
+
+def age(created_ms: int, now_s: float) -> str:
+    """How long ago a version was made, in the largest unit that fits: '40 s', '5 min', '3 h', '12 d'."""
+    seconds = max(0, int(now_s - created_ms / 1000))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def _age_of(created: str) -> str:
+    return age(int(datetime.fromisoformat(created).timestamp() * 1000), time.time())
+
+
+def _short(value: str | None) -> str:
+    if not value:
+        return "-"
+    return value[:12] if len(value) == 64 else value  # hashes shortened; names kept whole
+
+
+UNBOUNDED = 10_000  # columns: wide enough to measure any table at its natural width
+
+
+def print_unfolded(console: Console, table: Table) -> None:
+    """Print a table with every row on one line, never folding a cell: within the console's width when it fits,
+    wider when it doesn't (a terminal then wraps the long lines, a pipe keeps them whole for grep)."""
+    natural = Measurement.get(console, console.options.update_width(UNBOUNDED), table).maximum
+    console.print(Segments(console.render(table, console.options.update_width(max(console.width, natural)))),
+                  crop=False)
+
+
+def versions_table(listing: dict[str, Any], wide: bool = False) -> Table:
+    """`models list`: a row per version with its aliases, age, method and the task's key metrics (fits 80 columns);
+    `wide` adds the lineage (base model, dataset fingerprint, eval set)."""
+    from adapterflow.registry.versions import KEY_METRICS
+
+    versions = listing["versions"]
+    metrics = KEY_METRICS["classification" if any("macro_f1" in v["metrics"] for v in versions) else "sft"]
+    lineage = LINEAGE_COLUMNS if wide else {}
+    table = Table(title=f"{listing['name']}: {len(versions)} version(s)", title_justify="left", header_style="bold",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in ("version", "aliases", "age", "method", *metrics, *lineage):
+        table.add_column(column, justify="right" if column in metrics else "left", no_wrap=True)
+    for version in versions:
+        table.add_row(version["version"], ", ".join(version["aliases"]) or "-", _age_of(version["created"]),
+                      version["method"] or "-",
+                      *(f"{version['metrics'][key]:.4f}" if key in version["metrics"] else "-" for key in metrics),
+                      *(_short(version["lineage"][key]) for key in lineage.values()))
+    return table
+
+
+def render_version(console: Console, details: dict[str, Any]) -> None:
+    """`models show`: the version's aliases, when and from which run it came, its run's eval metrics and its tags
+    (lineage and promotion) as `key: value` lines."""
+    console.print(f"[bold]{details['name']}[/] version {details['version']}  aliases: "
+                  f"{', '.join(details['aliases']) or 'none'}", highlight=False)
+    console.print(f"created {details['created']} ({_age_of(details['created'])} ago), MLflow run "
+                  f"{details['run_id']}, source {details['source']}", highlight=False)
+    if details["metrics"]:
+        print_unfolded(console, metrics_table(details["metrics"], title="Eval metrics of its run", number_format=".4f"))
+    console.print("[bold]Tags: lineage and promotion[/]")
+    for key, value in sorted(details["tags"].items()):
+        if not key.startswith("eval."):  # the metrics table shows them
+            console.print(f"  {key}: " + value.replace("\n", "\n    "), highlight=False, markup=False)
+
+
+def render_promotion(console: Console, result: dict[str, Any]) -> None:
+    """`promote`: every check of the gate, then what became of champion."""
+    from adapterflow.registry.promotion import Check
+
+    for check in result["checks"]:
+        console.print(f"  {Check(**check).line}", highlight=False, markup=False)
+    name, number, before = result["name"], result["version"], result["champion_before"]
+    was = f"v{before}" if before else "unset"
+    if result["promoted"]:
+        forced = f" (forced by {result['forced_by']})" if result["forced"] else ""
+        console.print(f"[bold green]PROMOTED[/]{forced}: {name} champion {was} -> v{number}", highlight=False)
+    elif before == number:
+        console.print(f"{name} version {number} is already champion", highlight=False)
+    else:
+        console.print(f"[bold yellow]NOT PROMOTED[/]: {result['reason']}", highlight=False)
+        console.print(f"champion stays {was}; --force --reason overrides the gate", highlight=False)
+
+
+def render_rollback(console: Console, result: dict[str, Any]) -> None:
+    previous = f"v{result['previous_champion']}" if result["previous_champion"] else "none"
+    console.print(f"[bold]rolled back[/] {result['name']}: champion v{result['rolled_back_from']} -> "
+                  f"v{result['champion']}, previous-champion {previous}", highlight=False)

@@ -49,17 +49,22 @@ def add_version(home: Home, artifact: Path, tiny_model_dir: Path):
     return add
 
 
-@pytest.fixture(autouse=True)
-def wide_output(monkeypatch: pytest.MonkeyPatch) -> None:
-    from adapterflow.registry import commands
-
-    monkeypatch.setattr(commands.output, "width", 200)  # one table row per line
-
-
 def invoke(*args: str):
     result = runner.invoke(app, list(args))
     assert "Traceback" not in result.output, result.output
     return result
+
+
+def version_lines(output: str) -> dict[str, str]:
+    """`models list`'s rows by version: a version's line starts with its number."""
+    return {line.split()[0]: line for line in output.splitlines() if line[:1].isdigit()}
+
+
+def invoke_json(*args: str, exit_code: int = 0) -> dict:
+    """A command's --json document: stdout holds it and nothing else."""
+    result = invoke(*args, "--json")
+    assert result.exit_code == exit_code, result.output
+    return json.loads(result.stdout)
 
 
 def aliases() -> dict[str, str]:
@@ -69,14 +74,33 @@ def aliases() -> dict[str, str]:
 def test_models_list_shows_versions_aliases_metrics_and_lineage(add_version) -> None:
     add_version(12.0), add_version(11.0)
     assert invoke("promote", "m", "1").exit_code == 0  # 12 vs base 30
-    result = invoke("models", "list", "m")
+    result = invoke("models", "list", "m", "--wide")
     assert result.exit_code == 0, result.output
-    rows = {line.split()[1]: line for line in result.output.splitlines() if line.split()[1:2] in (["1"], ["2"])}
+    rows = version_lines(result.output)
     assert "champion" in rows["1"] and "12.0000" in rows["1"] and "lora" in rows["1"]
     assert "f" * 12 in rows["1"] and "e" * 12 in rows["1"]  # dataset fingerprint and eval set, shortened
     assert "11.0000" in rows["2"] and "champion" not in rows["2"]
     unknown = invoke("models", "list", "nope")
     assert unknown.exit_code == 2 and "no registered model 'nope'" in unknown.output
+
+
+def test_models_list_fits_80_columns_one_line_per_version_and_wide_adds_the_lineage(add_version, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    add_version(12.0), add_version(11.0)
+    assert invoke("promote", "m", "1").exit_code == 0
+    for alias in ("challenger", "previous-champion"):  # the longest aliases one version carries
+        MlflowClient().set_registered_model_alias("m", alias, "2")
+    listed = invoke("models", "list", "m")
+    assert listed.exit_code == 0, listed.output
+    lines, rows = listed.output.splitlines(), version_lines(listed.output)
+    assert all(len(line) <= 80 for line in lines), listed.output
+    assert rows["1"].split()[:2] == ["1", "champion"] and "challenger, previous-champion" in rows["2"]
+    assert all(line[:1].isdigit() for line in lines if "champion" in line)  # `grep champion` finds versions' lines
+    header = next(line for line in lines if line.startswith("version"))
+    assert header.split() == ["version", "aliases", "age", "method", "perplexity", "loss"]
+    assert "ffffffffffff" not in listed.output  # the lineage only with --wide
+    wide = version_lines(invoke("models", "list", "m", "--wide").output)  # wider than 80: still a line per version
+    assert sorted(wide) == ["1", "2"] and all(line.split()[-3:] == ["tiny", "f" * 12, "e" * 12] for line in wide.values())
 
 
 def test_models_show_by_alias_or_version_and_clear_usage_errors(add_version) -> None:
@@ -116,6 +140,50 @@ def test_promote_follows_the_gate_and_force_records_who_and_why(add_version) -> 
     unfair = invoke("promote", "m", elsewhere)
     assert unfair.exit_code == 1 and "another eval set: dddddddddddd vs the champion's eeeeeeeeeeee" in unfair.output
     assert invoke("promote", "m", "9").exit_code == 2
+
+
+def test_list_show_promote_and_rollback_print_their_documented_json(add_version, monkeypatch) -> None:
+    monkeypatch.setenv("RELEASE_TOKEN", "s3cr3t-value")
+    add_version(12.0), add_version(11.9)
+    listing = invoke_json("models", "list", "m")
+    assert list(listing) == ["name", "versions"] and [v["version"] for v in listing["versions"]] == ["2", "1"]
+    first = listing["versions"][1]
+    assert list(first) == ["version", "aliases", "created", "method", "metrics", "lineage"]
+    assert first["aliases"] == [] and first["method"] == "lora" and first["created"].endswith("+00:00")
+    assert first["metrics"] == {"perplexity": 12.0, "loss": 2.0}
+    assert first["lineage"] == {"base_model": "tiny", "dataset_fingerprint": "f" * 64, "eval_set": "e" * 64}
+
+    promoted = invoke_json("promote", "m", "1")
+    assert list(promoted) == ["name", "version", "promoted", "forced", "forced_by", "reason", "checks",
+                              "champion_before", "aliases"]
+    assert (promoted["version"], promoted["promoted"], promoted["forced"], promoted["champion_before"]) == \
+        ("1", True, False, None)
+    assert promoted["reason"].startswith("promoted: candidate perplexity 12") and promoted["aliases"] == {"champion": "1"}
+    assert all(list(check) == ["name", "passed", "detail"] for check in promoted["checks"])
+    assert {"name": "primary perplexity", "passed": True} in [{k: c[k] for k in ("name", "passed")} for c in promoted["checks"]]
+    assert invoke_json("promote", "m", "1")["reason"] == "version 1 is already champion"
+
+    refused = invoke_json("promote", "m", "2", exit_code=1)  # 0.8% better, the policy asks for 5%
+    assert (refused["promoted"], refused["champion_before"], refused["aliases"]) == (False, "1", {"champion": "1"})
+    assert refused["reason"].startswith("not promoted: ") and not all(check["passed"] for check in refused["checks"])
+    forced = invoke_json("promote", "m", "2", "--force", "--reason", "release s3cr3t-value")
+    assert (forced["promoted"], forced["forced"], forced["forced_by"]) == (True, True, current_user())
+    assert forced["reason"].startswith(f"forced by {current_user()}: release <SECRET:RELEASE_TOKEN>")
+    assert forced["aliases"] == {"champion": "2", "previous-champion": "1"}
+
+    shown = invoke_json("models", "show", "m@champion")
+    assert list(shown) == ["name", "version", "aliases", "created", "method", "metrics", "lineage", "run_id", "source",
+                           "tags"]
+    assert (shown["name"], shown["version"], shown["aliases"]) == ("m", "2", ["champion"])
+    assert shown["metrics"] == {"base": {"perplexity": 30.0}, "candidate": {"perplexity": 11.9, "loss": 2.0}}
+    assert shown["tags"]["adapterflow.forced_reason"] == "release <SECRET:RELEASE_TOKEN>"  # scrubbed, as logs are
+    assert "s3cr3t-value" not in json.dumps(shown) and shown["run_id"] and shown["source"]
+
+    rolled = invoke_json("rollback", "m")
+    assert rolled == {"name": "m", "champion": "1", "previous_champion": None, "rolled_back_from": "2",
+                      "aliases": {"champion": "1"}}
+    usage = invoke("models", "show", "m/7", "--json")
+    assert usage.exit_code == 2 and usage.stdout == "" and "m has no version 7" in usage.stderr
 
 
 def test_rollback_walks_back_through_the_champion_history(add_version) -> None:
@@ -243,7 +311,7 @@ def test_rollback_plan_copes_with_a_champion_moved_outside_adapterflow() -> None
 
 
 def test_age_is_told_in_the_largest_unit_that_fits() -> None:
-    from adapterflow.cli.registry import age
+    from adapterflow.reporting.console import age
 
     now = 1_000_000.0
     assert [age(int((now - seconds) * 1000), now) for seconds in (5, 300, 7200, 3 * 86400)] == ["5 s", "5 min", "2 h", "3 d"]
@@ -320,8 +388,9 @@ def test_promote_holds_a_first_classifier_to_the_logged_majority_baseline(add_ru
     assert "FAIL primary macro_f1: candidate macro_f1 0.35 vs the majority-class baseline (always the most frequent " \
            "eval label) 0.4" in refused.output and "champion" not in aliases()
     shown = invoke("models", "show", f"m/{below}")
-    rows = [line.replace("\u2502", " ").split() for line in shown.output.splitlines()]  # cells without the borders
-    assert ["majority", "0.6700", "-", "0.4000"] in rows, shown.output
+    rows = [line.replace("\u2502", " ").replace("\u2503", " ").split() for line in shown.output.splitlines()]  # cells
+    assert ["metric", "base", "majority", "candidate"] in rows, shown.output  # a row per metric: fits 80 columns
+    assert ["accuracy", "-", "0.6700", "0.7000"] in rows and ["macro_f1", "0.1000", "0.4000", "0.3500"] in rows
     above = add_run_version(classifier(0.5), {}, promotion={})
     promoted = invoke("promote", "m", above)
     assert promoted.exit_code == 0, promoted.output
