@@ -13,11 +13,14 @@ from transformers import TrainerCallback
 from adapterflow.tokenization.collate import TokenCounter
 from adapterflow.tracking.run import RunTracker
 
+SKIPPED_STEPS = "skipped_steps"  # logged by AdapterflowTrainer under fp16: steps the loss scaler skipped so far
+
 TRAINER_TO_METRIC = {
     "loss": "train/loss",
     "learning_rate": "train/learning_rate",
     "grad_norm": "train/grad_norm",
     "epoch": "train/epoch",
+    SKIPPED_STEPS: "train/skipped_steps",
 }
 
 
@@ -43,7 +46,8 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 class ThroughputMetrics(TrainerCallback):
-    """Logs loss, learning rate, grad norm, real tokens/s and padding share at each logging step."""
+    """Logs loss, learning rate, grad norm (and fp16 skipped steps), real tokens/s and padding share at each
+    logging step."""
 
     def __init__(self, counter: TokenCounter, device: torch.device, tracker: RunTracker | None = None,
                  flops_per_token: float | None = None) -> None:
