@@ -1,4 +1,5 @@
-"""Training and evaluation as flows of their own, for a worker of the GPU work pool on another machine.
+"""Training, evaluation and a sweep's search as flows of their own, for a worker of the GPU work pool on another
+machine, and the pipeline's stages that run them there or in this process (`on_gpu_pool`).
 
 The worker shares only the Prefect server, the MLflow server and the store with the pipeline: its flows
 take records of storage URIs, find the base model by name in their own ADAPTERFLOW_HOME (checked by
@@ -8,7 +9,9 @@ sha256), and hand their record back through the store.
 # No `from __future__ import annotations`: Prefect builds each flow's parameter model from real annotations,
 # and a flow loaded from its file (serve, workers) could not resolve them as strings.
 
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
 
 from prefect import flow
 from pydantic import BaseModel
@@ -34,9 +37,11 @@ from tasks.evaluate import evaluate
 from tasks.search import search
 from tasks.train import train
 
-TRAIN_FLOW = "adapterflow-train"
-EVALUATE_FLOW = "adapterflow-evaluate"
-SEARCH_FLOW = "adapterflow-search"
+FLOW_PREFIX = "adapterflow-"
+TRAIN_FLOW = f"{FLOW_PREFIX}train"
+EVALUATE_FLOW = f"{FLOW_PREFIX}evaluate"
+SEARCH_FLOW = f"{FLOW_PREFIX}search"
+Record = TypeVar("Record", bound=BaseModel)
 
 
 def on_worker(config: dict[str, Any]) -> PipelineConfig:
@@ -53,7 +58,7 @@ def train_on_worker(tokenized: TokenizedData, base: BaseModelRef, config: dict[s
     """Train (or reuse) the adapter on this worker; the record goes to the store, its name is returned."""
     pipeline = on_worker(config)
     record = train(tokenized, base_model_here(base, pipeline.base_model), pipeline, run)
-    return run_storage(run).put_json(record_name(run, "train"), record.model_dump(mode="json"))
+    return hand_back(TRAIN_FLOW, run, record)
 
 
 @flow(name=EVALUATE_FLOW)
@@ -66,7 +71,7 @@ def evaluate_on_worker(
     pipeline = on_worker(config)
     passages = run_storage(run).get_json(general_set) if general_set else None
     record = evaluate(trained, tokenized, split, base_model_here(base, pipeline.base_model), pipeline, run, passages)
-    return run_storage(run).put_json(record_name(run, "evaluate"), record.model_dump(mode="json"))
+    return hand_back(EVALUATE_FLOW, run, record)
 
 
 @flow(name=SEARCH_FLOW)
@@ -75,15 +80,13 @@ def search_on_worker(tokenized: TokenizedData, base: BaseModelRef, config: dict[
     """Run a sweep's trials on this worker (each trains here, pruned from here); the record goes to the store."""
     pipeline = on_worker(config)
     record = search(tokenized, base_model_here(base, pipeline.base_model), pipeline, trials, run)
-    return run_storage(run).put_json(record_name(run, "search"), record.model_dump(mode="json"))
+    return hand_back(SEARCH_FLOW, run, record)
 
 
 def train_stage(tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, run: RunContext) -> TrainResult:
     """Train in this process (execution.mode local) or as a flow run on the GPU pool (distributed)."""
-    if config.execution.mode == "local":
-        return train(tokenized, base, config, run)
-    run_gpu_flow(TRAIN_FLOW, config, run, tokenized=tokenized, base=base)
-    return TrainResult.model_validate(run_storage(run).get_json(record_name(run, "train")))
+    return on_gpu_pool(TRAIN_FLOW, partial(train, tokenized, base, config, run), TrainResult, config, run,
+                       tokenized=tokenized, base=base)
 
 
 def evaluate_stage(
@@ -91,32 +94,51 @@ def evaluate_stage(
     run: RunContext,
 ) -> EvalResult:
     """Evaluate in this process (execution.mode local) or as a flow run on the GPU pool (distributed)."""
-    if config.execution.mode == "local":
-        return evaluate(trained, tokenized, split, base, config, run)
-    run_gpu_flow(EVALUATE_FLOW, config, run, trained=trained, tokenized=tokenized, split=split, base=base,
-                 general_set=ship_general_set(config, run))
-    return EvalResult.model_validate(run_storage(run).get_json(record_name(run, "evaluate")))
-
-
-def ship_general_set(config: PipelineConfig, run: RunContext) -> str | None:
-    """The passages of the user's evaluation.general_set, put in the store for a worker on another machine (which
-    has no copy of the file); the record's name, or None for the packaged set, which every machine has."""
-    settings = config.evaluation
-    if settings.general_set is None or not settings.general_passages:
-        return None
-    name = record_name(run, "general_set")
-    run_storage(run).put_json(name, load_general_passages(settings.general_set, settings.general_passages))
-    return name
+    local = partial(evaluate, trained, tokenized, split, base, config, run)
+    return on_gpu_pool(EVALUATE_FLOW, local, EvalResult, config, run, trained=trained, tokenized=tokenized,
+                       split=split, base=base, general_set=ship_general_set(config, run))
 
 
 def search_stage(
     tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, trials: int, run: RunContext,
 ) -> SearchResult:
     """Run a sweep's trials in this process (execution.mode local) or as one flow run on the GPU pool."""
+    return on_gpu_pool(SEARCH_FLOW, partial(search, tokenized, base, config, trials, run), SearchResult, config, run,
+                       tokenized=tokenized, base=base, trials=trials)
+
+
+def ship_general_set(config: PipelineConfig, run: RunContext) -> str | None:
+    """The passages of the user's evaluation.general_set, put in the store for a worker on another machine (which
+    has no copy of the file); the record's name, or None where no worker needs it: for the packaged set, which
+    every machine has, and in execution.mode local."""
+    settings = config.evaluation
+    if config.execution.mode == "local" or settings.general_set is None or not settings.general_passages:
+        return None
+    name = record_name(run, "general_set")
+    run_storage(run).put_json(name, load_general_passages(settings.general_set, settings.general_passages))
+    return name
+
+
+def flow_record(flow_name: str, run: RunContext) -> str:
+    """Where a GPU flow leaves its record for the pipeline: named by its stage (records/<run id>/train.json)."""
+    return record_name(run, flow_name.removeprefix(FLOW_PREFIX))
+
+
+def hand_back(flow_name: str, run: RunContext, record: BaseModel) -> str:
+    """Put a worker's record in the store for the pipeline that started `flow_name`; the name it has there."""
+    return run_storage(run).put_json(flow_record(flow_name, run), record.model_dump(mode="json"))
+
+
+def on_gpu_pool(
+    flow_name: str, local: Callable[[], Record], record_type: type[Record], config: PipelineConfig, run: RunContext,
+    **records: BaseModel | int | str | None,
+) -> Record:
+    """`local()` in this process (execution.mode local), or the flow `flow_name` run on the GPU pool with `records`
+    as its parameters (distributed), its record read back from the store."""
     if config.execution.mode == "local":
-        return search(tokenized, base, config, trials, run)
-    run_gpu_flow(SEARCH_FLOW, config, run, tokenized=tokenized, base=base, trials=trials)
-    return SearchResult.model_validate(run_storage(run).get_json(record_name(run, "search")))
+        return local()
+    run_gpu_flow(flow_name, config, run, **records)
+    return record_type.model_validate(run_storage(run).get_json(flow_record(flow_name, run)))
 
 
 def machine_local_services(storage_root: str, tracking_uri: str) -> list[str]:
@@ -133,6 +155,7 @@ def machine_local_services(storage_root: str, tracking_uri: str) -> list[str]:
 def run_gpu_flow(
     flow_name: str, config: PipelineConfig, run: RunContext, **records: BaseModel | int | str | None,
 ) -> None:
+    """Run `flow_name` on the GPU pool with the records, the config and the run as its parameters, and wait for it."""
     for problem in machine_local_services(run.storage, tracking_uri()):
         stage_logger().warning("execution.mode is distributed but %s: only a worker on this machine can serve it",
                                problem)
