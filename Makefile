@@ -23,8 +23,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/adapterflow run configs/smollm2_lora_cpu.yaml --summary-json $(ADAPTERFLOW_HOME)/demo-summary.json
 
+# Tests run in parallel (pytest-xdist); the tests that share the one real server stack stay on one worker.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not slow"
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadgroup
 
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -m slow

@@ -17,6 +17,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["ADAPTERFLOW_HOME"] = str(_SESSION_DIR / "home")
 os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect")
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_DIR / 'mlflow.db'}"
+if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # share the cores among xdist workers, don't oversubscribe
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(workers))))
 
 from adapterflow.core.home import Home, configure_environment  # noqa: E402
 
@@ -24,6 +26,15 @@ configure_environment()
 
 from tests.tiny_model import ASSETS, tiny_config  # noqa: E402, F401 - the tests import them from here
 
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`, as `make test` runs) the tests that share the one real server
+    stack run on one worker, so the stack starts once per test run."""
+    for item in items:
+        if item.get_closest_marker("servers"):
+            item.add_marker(pytest.mark.xdist_group("servers"))
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:

@@ -6,6 +6,7 @@ Sources are parsed with `ast`, never imported, so building the data runs no pack
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -107,8 +108,10 @@ def topic_pairs() -> Iterator[tuple[str, str]]:
             yield f"Explain the Python language topic `{name}`.", body[:MAX_ANSWER_CHARS]
 
 
-def build_python_docs(package: str, max_examples: int, include_topics: bool, seed: int) -> list[dict[str, str]]:
-    """A deterministic sample of alpaca rows from a package's documentation."""
+@functools.lru_cache(maxsize=4)
+def documented_pairs(package: str, include_topics: bool) -> tuple[tuple[str, str], ...]:
+    """Every (question, answer) pair of a package's documentation, first answer kept. Parsing the whole standard
+    library takes seconds, so a process parses each package once, whatever sample sizes and seeds it draws."""
     root = package_root(package)
     files = [root] if root.is_file() else sorted(
         path for path in root.rglob("*.py") if _is_public(path.relative_to(root))
@@ -123,6 +126,12 @@ def build_python_docs(package: str, max_examples: int, include_topics: bool, see
             pairs.setdefault(question, answer)
     if not pairs:
         raise DataError(f"no documented public API found in {root}")
+    return tuple(pairs.items())
+
+
+def build_python_docs(package: str, max_examples: int, include_topics: bool, seed: int) -> list[dict[str, str]]:
+    """A deterministic sample of alpaca rows from a package's documentation."""
+    pairs = dict(documented_pairs(package, include_topics))
 
     def order(question: str) -> str:
         return hashlib.sha256(f"{seed}:{question}".encode()).hexdigest()
