@@ -247,7 +247,8 @@ def render_promotion(console: Console, result: dict[str, Any]) -> None:
     elif before == number:
         console.print(f"{name} version {number} is already champion", highlight=False)
     else:
-        console.print(f"[bold yellow]NOT PROMOTED[/]: {result['reason']}", highlight=False)
+        reason = result["reason"].removeprefix("not promoted: ")  # the verdict is already in capitals
+        console.print(f"[bold yellow]NOT PROMOTED[/]: {reason}", highlight=False)
         console.print(f"champion stays {was}; --force --reason overrides the gate", highlight=False)
 
 

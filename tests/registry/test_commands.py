@@ -123,7 +123,7 @@ def test_promote_follows_the_gate_and_force_records_who_and_why(add_version) -> 
     add_version(10.0), add_version(9.8), add_version(8.0)
     assert invoke("promote", "m", "1").exit_code == 0
     refused = invoke("promote", "m", "2")  # 2% better, the run's policy asks for 5%
-    assert refused.exit_code == 1 and "NOT PROMOTED" in refused.output and "champion v1" in refused.output
+    assert refused.exit_code == 1 and "NOT PROMOTED: candidate" in refused.output and "champion v1" in refused.output
     assert aliases()["champion"] == "1"
     no_reason = invoke("promote", "m", "2", "--force")
     assert no_reason.exit_code == 2 and "--force needs --reason" in no_reason.output
