@@ -1,2 +1,2 @@
-"""Reading and checking user data: formats, line-numbered readers, builtin sources, dedup, PII, leakage,
-expectations. May import: core, schemas, storage."""
+"""Reading and checking user data: formats, line-numbered readers, builtin sources, dedup, PII, the train/eval split
+and its leakage checks, expectations. May import: core, schemas, storage."""
