@@ -19,7 +19,7 @@ from adapterflow.models.base import load_tokenizer
 from adapterflow.storage.records import BaseModelRef
 from adapterflow.tokenization.chat import apply_template_choice
 from adapterflow.tokenization.collate import ClassificationCollator, PadToLongest
-from adapterflow.tokenization.dataset import TokenDataset
+from adapterflow.tokenization.dataset import LengthGroupedEpochs, TokenDataset
 from adapterflow.tokenization.packing import PackedCollator
 from adapterflow.tracking.run import RunTracker
 from adapterflow.training.callbacks import AdaLoraBudget, ThroughputMetrics
@@ -103,8 +103,9 @@ def training_arguments(
         fp16=precision == "fp16",
         gradient_checkpointing=config.gradient_checkpointing,
         optim=config.optimizer,
-        # without packing, batches of similar lengths waste less on padding
-        train_sampling_strategy="random" if packed else "group_by_length",
+        # packed: shuffled by accelerate's sampler, seeded per epoch; unpacked: the examples come length-grouped
+        # (LengthGroupedEpochs), whose order, unlike the Trainer's group_by_length, survives a resume
+        train_sampling_strategy="random" if packed else "sequential",
         logging_steps=config.logging_steps,
         logging_first_step=True,
         save_strategy="steps" if save_steps else "no",
@@ -193,7 +194,7 @@ def train_adapter(
         model=model,
         args=training_arguments(fitted, precision, device, checkpoints.local_root if checkpoints else output_dir,
                                 learning_rate, packed, checkpoints.every_steps if checkpoints else None),
-        train_dataset=dataset,
+        train_dataset=dataset if packed else LengthGroupedEpochs(dataset, config.seed),
         data_collator=collator,
         # ProgressDisplay after metrics_callback: it shows the tokens/s that one has just measured
         callbacks=[*([global_tokens] if global_tokens else []), metrics_callback, progress,

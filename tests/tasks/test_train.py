@@ -86,3 +86,47 @@ def test_out_of_memory_without_fit_memory_ends_with_advice(
         train_tiny(tmp_path, tiny_model_dir, fit_memory=False)
     assert "training ran out of memory on cpu with batch_size 4 x 1 accumulation steps" in str(raised.value)
     assert "training.fit_memory: true" in raised.value.hint and "gradient_checkpointing" in raised.value.hint
+
+
+def trained_examples(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, list[tuple[int, ...]]]]:
+    """Records every micro-batch that trains: (its attempt's Trainer, its optimizer step, its examples' token ids)."""
+    original = AdapterflowTrainer.training_step
+    trained: list[tuple[int, int, list[tuple[int, ...]]]] = []
+
+    def recording(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001, ANN202
+        loss = original(self, model, inputs, num_items_in_batch)
+        rows = [tuple(ids[mask.bool()].tolist()) for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"])]
+        trained.append((id(self), self.state.global_step + 1, rows))
+        return loss
+
+    monkeypatch.setattr(AdapterflowTrainer, "training_step", recording)
+    return trained
+
+
+def examples_in_order(trained: list[tuple[int, int, list[tuple[int, ...]]]]) -> list[tuple[int, ...]]:
+    """The examples each optimizer step of the final weights trained on, step after step: a step a later attempt
+    trained again (from its checkpoint) counts with that attempt's examples."""
+    steps: dict[int, tuple[int, list[tuple[int, ...]]]] = {}
+    for attempt, step, rows in trained:
+        if step not in steps or steps[step][0] != attempt:
+            steps[step] = (attempt, [])
+        steps[step][1].extend(rows)
+    return [row for step in sorted(steps) for row in steps[step][1]]
+
+
+def test_examples_after_halving_and_resuming_are_those_of_an_uninterrupted_run(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # unpacked, batches grouped by length; 19 examples in batches of 4 are 5 steps an epoch: the out-of-memory at
+    # step 7 goes on from the checkpoint at step 6, in the second epoch
+    training = {"packing": False, "max_steps": 9}
+    with monkeypatch.context() as patch:
+        whole = trained_examples(patch)
+        train_tiny(tmp_path / "whole", tiny_model_dir, **training)
+    halved = trained_examples(monkeypatch)
+    sizes = out_of_memory_with_batches_over(monkeypatch, limit=2, after_step=6)
+    train_tiny(tmp_path / "halved", tiny_model_dir, **training)
+    assert 2 in sizes  # it did run out of memory and go on with micro-batches of 2
+    order = examples_in_order(whole)
+    assert len(set(order[:19])) == 19 and len(order) == 19 + 4 * 4  # an epoch has every example once
+    assert examples_in_order(halved) == order

@@ -29,9 +29,8 @@ METHOD = LoraMethod(type="lora", r=4, dropout=0.0)
 # Two processes of 2 rows and one of 4 rows see the same 4 rows per step: the Trainer's RandomSampler is
 # seeded (accelerate's SeedableRandomSampler, the same permutation in every process) and accelerate deals its
 # consecutive batches out to the ranks in turn, so ranks 0 and 1 together get exactly the single process's batch.
-# That holds for train_sampling_strategy "random", i.e. with packing on (off, "group_by_length" groups rows per
-# process batch and the orders differ). Packing 2 rows instead of 4 into a row changes no logit: examples keep
-# their own positions and don't attend to each other.
+# That holds for train_sampling_strategy "random", i.e. with packing on, which these tests train with. Packing
+# 2 rows instead of 4 into a row changes no logit: examples keep their own positions and don't attend to each other.
 TRAINING = dict(max_steps=6, learning_rate=0.01, logging_steps=1, precision="fp32", warmup_ratio=0.0,
                 lr_scheduler="constant", seed=7)
 # What is left is float32 rounding: gradients summed over 2 processes instead of one batch, packed rows of
