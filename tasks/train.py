@@ -22,7 +22,13 @@ from adapterflow.storage.store import Storage, run_storage
 from adapterflow.tracking.run import TAG_METHOD, TAG_WARM_START, RunTracker, system_metrics
 from adapterflow.training.checkpoints import CheckpointPlan, discard_checkpoints, newest_checkpoint
 from adapterflow.training.probe import HeldOutProbe
-from adapterflow.training.trainer import TrainingOutcome, TrainingOutOfMemory, free_accelerator_memory, train_adapter
+from adapterflow.training.trainer import (
+    TrainingOutcome,
+    TrainingOutOfMemory,
+    drop_frames,
+    free_accelerator_memory,
+    train_adapter,
+)
 from schemas.pipeline import PipelineConfig
 from schemas.training import TrainingConfig
 
@@ -147,7 +153,8 @@ def train_resumably(
             if tracker is not None:
                 tracker.log_metrics({"memory/oom_batch_size": float(smaller.batch_size)})
             training = smaller
-            free_accelerator_memory(device)
+            drop_frames(error)
+        free_accelerator_memory(device)  # out of the except block, where the error still held the failed model
 
 
 @stage("train", retries=1, retry_delay_seconds=30, tags=["gpu"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,9 +44,24 @@ class TrainingOutOfMemory(Exception):
         self.training = training
 
 
+def drop_frames(error: BaseException) -> None:
+    """Clear the local variables of the frames in an error's tracebacks, its causes' and contexts' too: they hold
+    a failed training's model, optimizer and activations for as long as anything holds the error."""
+    pending: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)  # skips the frames still running (the caller's)
+        pending += [current.__cause__, current.__context__]
+
+
 def free_accelerator_memory(device: torch.device) -> None:
-    """Return what a failed training held (its model, optimizer and activations are unreachable now)."""
-    gc.collect()
+    """Return what a failed training held to the accelerator. Call it after leaving the `except` block (and
+    drop_frames): inside it the error's traceback still reaches the model, and the cache would keep its memory."""
+    gc.collect()  # the Trainer, its callbacks and the model refer to each other: only the collector frees them
     if device.type == "cuda":
         torch.cuda.empty_cache()
 

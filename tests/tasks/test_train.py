@@ -4,6 +4,7 @@ the newest checkpoint; or, when that is not allowed or possible, advice instead 
 from __future__ import annotations
 
 import logging
+import weakref
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from schemas.data import LeakageConfig, SplitConfig
 from schemas.tokenize import TokenizeConfig
 from schemas.training import TrainingConfig
 from tasks.tokenize import tokenize_splits
+from adapterflow.training.trainer import TrainingOutOfMemory
 from tasks.train import checkpoint_plan, train_resumably
 from tests.conftest import tiny_config, write_config
 from tests.tasks.helpers import filtered, questions
@@ -130,3 +132,42 @@ def test_examples_after_halving_and_resuming_are_those_of_an_uninterrupted_run(
     order = examples_in_order(whole)
     assert len(set(order[:19])) == 19 and len(order) == 19 + 4 * 4  # an epoch has every example once
     assert examples_in_order(halved) == order
+
+
+class Attempt:
+    """Stands for a failed attempt's Trainer: it holds the model's tensors and is part of a reference cycle."""
+
+    def __init__(self) -> None:
+        self.weights = torch.zeros(1024, 1024)
+        self.cycle = self
+
+
+def test_the_failed_attempts_memory_is_unreachable_before_the_cache_is_emptied_and_the_retry_starts(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(write_config(tmp_path, tiny_config(tiny_model_dir)))
+    alive_at: dict[str, bool] = {}
+    kept: list[BaseException] = []  # stands for whatever holds on to the error (a log record, a debugger)
+    held: list[weakref.ref] = []
+
+    def step(attempt: Attempt) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def attempt(tokenized_dir, base, method, training, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if held:
+            alive_at["retry"] = held[0]() is not None
+            return "trained"
+        failed = Attempt()
+        held.append(weakref.ref(failed.weights))
+        try:
+            step(failed)
+        except torch.OutOfMemoryError as error:
+            oom = TrainingOutOfMemory(training)
+            kept.append(oom)
+            raise oom from error
+
+    monkeypatch.setattr("tasks.train.train_adapter", attempt)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: alive_at.setdefault("empty_cache", held[0]() is not None))
+    assert train_resumably(tmp_path, None, config, torch.device("cuda"), "bf16", tmp_path, None, None, {}) == "trained"
+    # emptying the cache while the model is still referenced would return none of its memory to the GPU
+    assert alive_at == {"empty_cache": False, "retry": False}
