@@ -66,6 +66,13 @@ def free_accelerator_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start an attempt's peak memory statistics afresh: CUDA keeps the process's peak, so a retry after running
+    out of memory (or a sweep's next trial) would report the peak of the one before. Nothing to do on CPU."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 @dataclass
 class TrainingOutcome:
     """Where the trained weights are and the run's final training metrics."""
@@ -174,6 +181,7 @@ def train_adapter(
     adapterflow.training.distributed); only the main one logs and saves.
     """
     check_launch(config)
+    reset_peak_memory(device)  # before the model loads: the peak the run reports includes its weights
     if not main_process():
         tracker = None
     set_seed(config.seed)

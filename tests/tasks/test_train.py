@@ -72,10 +72,13 @@ def test_out_of_memory_halves_the_micro_batch_and_goes_on_from_the_newest_checkp
 ) -> None:
     caplog.set_level(logging.INFO, logger="adapterflow")
     sizes = out_of_memory_with_batches_over(monkeypatch, limit=2, after_step=3)
+    resets: list[int] = []  # how many steps had been tried when the peak memory statistics were reset
+    monkeypatch.setattr("adapterflow.training.trainer.reset_peak_memory", lambda device: resets.append(len(sizes)))
     outcome = train_tiny(tmp_path, tiny_model_dir)
     assert outcome.metrics["train/steps"] == 6
     # steps 1-3 at 4 examples, the failed 4th, then from the checkpoint at step 2: 2 micro-batches of 2 per step
     assert sizes[:4] == [4, 4, 4, 4] and set(sizes[4:]) == {2} and len(sizes[4:]) == 2 * 4
+    assert resets == [0, 4]  # each attempt reports its own peak memory
     assert "going on with 2 x 2 (the same effective batch)" in caplog.text
     assert "resuming training from its checkpoint at step 2" in caplog.text
 

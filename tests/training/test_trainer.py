@@ -1,16 +1,19 @@
-"""The Trainer set-up trains a tiny model: the loss goes down and only the adapter is saved."""
+"""The Trainer set-up trains a tiny model: the loss goes down and only the adapter is saved; each training reports
+its own peak memory."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from adapterflow.core.home import Home
 from adapterflow.data.splitting import split_rows
 from adapterflow.storage.records import BaseModelRef
 from adapterflow.storage.store import Storage
-from adapterflow.training.trainer import train_adapter
+from adapterflow.training.callbacks import peak_memory_mb
+from adapterflow.training.trainer import reset_peak_memory, train_adapter
 from schemas.data import LeakageConfig, SplitConfig
 from schemas.method import LoraMethod
 from schemas.tokenize import TokenizeConfig
@@ -123,3 +126,31 @@ def test_a_non_finite_loss_stops_training_at_once_with_the_step_and_the_last_fin
     assert "at step 3" in message and "training.learning_rate, now 0.02" in message
     assert calls["n"] == 4  # not a step more
     assert not (tmp_path / "out" / "adapter").exists()  # nothing saved
+
+
+def test_the_peak_memory_reported_after_a_reset_is_the_new_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    allocator = {"allocated": 0, "peak": 0}  # a CUDA caching allocator's statistics, played on the CPU
+
+    def allocate(size: int) -> None:
+        allocator["allocated"] += size
+        allocator["peak"] = max(allocator["peak"], allocator["allocated"])
+
+    def reset(device: torch.device) -> None:
+        allocator["peak"] = allocator["allocated"]
+
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: allocator["peak"])
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", reset)
+    cuda = torch.device("cuda")
+    allocate(8 * 2**30)  # the attempt that ran out of memory
+    allocate(-8 * 2**30)  # freed
+    reset_peak_memory(cuda)
+    allocate(2 * 2**30)  # the retry with half the micro-batch
+    assert peak_memory_mb(cuda) == 2 * 1024
+
+
+def test_resetting_the_peak_memory_on_cpu_touches_no_cuda_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_cuda(device: torch.device) -> None:
+        raise AssertionError("CUDA called on a CPU training")
+
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", no_cuda)
+    reset_peak_memory(torch.device("cpu"))
