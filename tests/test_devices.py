@@ -2,11 +2,56 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from adapterflow.core import devices
+from adapterflow.core.devices import DeviceProperties
 from adapterflow.core.errors import AdapterflowError
+
+GiB = 2**30
+# What torch reports on GPUs this machine lacks: torch.cuda.get_device_name and the compute capability.
+GPUS = {
+    "H100 SXM": DeviceProperties("cuda", "NVIDIA H100 80GB HBM3", (9, 0), 80 * GiB),
+    "H100 PCIe": DeviceProperties("cuda", "NVIDIA H100 PCIe", (9, 0), 80 * GiB),
+    "H200": DeviceProperties("cuda", "NVIDIA H200", (9, 0), 141 * GiB),
+    "A100": DeviceProperties("cuda", "NVIDIA A100-SXM4-80GB", (8, 0), 80 * GiB),
+    "A10G": DeviceProperties("cuda", "NVIDIA A10G", (8, 6), 24 * GiB),
+    "L4": DeviceProperties("cuda", "NVIDIA L4", (8, 9), 24 * GiB),
+    "L40S": DeviceProperties("cuda", "NVIDIA L40S", (8, 9), 48 * GiB),
+    "T4": DeviceProperties("cuda", "Tesla T4", (7, 5), 16 * GiB),
+    "V100": DeviceProperties("cuda", "Tesla V100-SXM2-16GB", (7, 0), 16 * GiB),
+}
+
+
+def test_device_properties_are_read_from_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    gpu = SimpleNamespace(name="Tesla T4", major=7, minor=5, total_memory=15 * GiB)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: gpu)
+    assert devices.device_properties(torch.device("cuda")) == DeviceProperties("cuda", "Tesla T4", (7, 5), 15 * GiB)
+    monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: True)
+    assert devices.device_properties(torch.device("cpu")) == DeviceProperties("cpu", "cpu", cpu_bf16=True)
+
+
+def test_gpu_precision_follows_the_compute_capability(monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch says yes on every one of these GPUs, also on Volta and Turing, where bf16 is only emulated
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    chosen = {name: devices.select_precision("auto", gpu) for name, gpu in GPUS.items()}
+    assert chosen == {"H100 SXM": "bf16", "H100 PCIe": "bf16", "H200": "bf16", "A100": "bf16", "A10G": "bf16",
+                      "L4": "bf16", "L40S": "bf16", "T4": "fp16", "V100": "fp16"}
+    assert devices.select_precision("fp16", GPUS["H100 SXM"]) == "fp16"  # an explicit choice is kept
+    assert devices.select_precision("bf16", GPUS["L4"]) == "bf16"
+
+
+@pytest.mark.parametrize("gpu, capability", [("T4", "7.5"), ("V100", "7.0")])
+def test_bf16_below_ampere_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, gpu: str, capability: str) -> None:
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    with pytest.raises(AdapterflowError) as raised:
+        devices.select_precision("bf16", GPUS[gpu])
+    message = str(raised.value)
+    assert "compute capability 8.0" in message and GPUS[gpu].name in message and f"has {capability}" in message
+    assert "fp16" in raised.value.hint
 
 
 def test_cpu_precision_follows_hardware(monkeypatch: pytest.MonkeyPatch) -> None:

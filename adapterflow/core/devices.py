@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,19 +34,56 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def select_precision(preference: str, device: torch.device) -> str:
-    """Resolve `auto` to bf16, fp16 or fp32 for the device; reject what the device can't do."""
+@dataclass(frozen=True)
+class DeviceProperties:
+    """What precision and kernel choices know of a device: read from torch by `device_properties`, written
+    out by hand in tests for GPUs this machine lacks."""
+
+    type: str  # "cuda" or "cpu"
+    name: str  # torch.cuda.get_device_name, e.g. "NVIDIA H100 80GB HBM3"; "cpu" on CPU
+    capability: tuple[int, int] = (0, 0)  # CUDA compute capability (major, minor)
+    total_memory: int = 0  # bytes of GPU memory
+    cpu_bf16: bool = False  # a CPU with native bf16 arithmetic
+
+
+def device_properties(device: torch.device) -> DeviceProperties:
+    """The properties of `device`, the one place device choices ask torch about the hardware."""
     if device.type == "cuda":
-        bf16_ok = torch.cuda.is_bf16_supported()
+        gpu = torch.cuda.get_device_properties(device)
+        return DeviceProperties("cuda", gpu.name, (gpu.major, gpu.minor), gpu.total_memory)
+    return DeviceProperties(device.type, device.type, cpu_bf16=cpu_supports_bf16())
+
+
+def as_properties(device: torch.device | DeviceProperties) -> DeviceProperties:
+    """Properties as given, or read for a torch device."""
+    return device if isinstance(device, DeviceProperties) else device_properties(device)
+
+
+# bf16 tensor cores came with Ampere (8.0). torch.cuda.is_bf16_supported() is True on Volta (7.0) and Turing
+# (7.5) as well, where bf16 is emulated and trains far slower than fp16.
+BF16_FROM_CAPABILITY = (8, 0)
+
+
+def select_precision(preference: str, device: torch.device | DeviceProperties) -> str:
+    """Resolve `auto` to bf16, fp16 or fp32 for the device; reject what the device can't do. On CUDA bf16 is
+    native from compute capability 8.0 on; below it auto is fp16."""
+    properties = as_properties(device)
+    if properties.type == "cuda":
+        native_bf16 = properties.capability >= BF16_FROM_CAPABILITY
         if preference == "auto":
-            return "bf16" if bf16_ok else "fp16"
-        if preference == "bf16" and not bf16_ok:
-            raise AdapterflowError("training.precision bf16 needs an Ampere or newer GPU", hint="use fp16 or auto")
+            return "bf16" if native_bf16 else "fp16"
+        if preference == "bf16" and not native_bf16:
+            major, minor = properties.capability
+            raise AdapterflowError(
+                f"training.precision bf16 needs a GPU of compute capability 8.0 or newer (Ampere or later: A100, "
+                f"A10G, L4, H100, ...); {properties.name} has {major}.{minor}, where bf16 is only emulated, far slower than fp16",
+                hint="use precision: fp16, or auto (fp16 on this GPU)",
+            )
         return preference
     if preference == "fp16":
         raise AdapterflowError("training.precision fp16 needs a GPU", hint="use auto, bf16 or fp32 on CPU")
     if preference == "auto":
-        return "bf16" if cpu_supports_bf16() else "fp32"
+        return "bf16" if properties.cpu_bf16 else "fp32"
     return preference
 
 
