@@ -7,7 +7,8 @@ a crash mid-write leaves a folder that resume ignores and removes. The newest `k
 
 The folder is named by the adapter's cache key, so a Prefect retry of the train stage and a new run of the
 same config (same data, settings, code) find it; checkpoints of a finished training are deleted. In a torchrun
-launch every process writes its part into the same folder and the main process marks it once all have.
+launch every process writes its part into the same folder and the main process marks it once all have, then
+uploads it in the background (DurableCheckpoints says why).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from adapterflow.core.logs import stage_logger
 from adapterflow.storage.durable import mark_complete
 from adapterflow.storage.store import Storage
 from adapterflow.tracking.run import TAG_CHECKPOINT, RunTracker
@@ -104,24 +107,60 @@ def read_history(folder: Path) -> list[dict[str, float]]:
 
 
 class DurableCheckpoints(TrainerCallback):
-    """After the Trainer saved a checkpoint: add the curve so far, mark it complete, copy it to a remote store,
-    drop the old ones, and tag the run with it (a run with that tag can be resumed)."""
+    """After the Trainer saved a checkpoint: add the curve so far and mark it complete; then, in the background,
+    copy it to a remote store, drop the old ones, and tag the run with it (a run with that tag can be resumed).
+
+    Rank 0 uploads in a thread while every rank trains on. Done in place, behind the barrier that waits for every
+    rank's part, the upload held the other ranks at their next collective, and a full fine-tune's checkpoint can
+    take longer to upload than ddp_timeout (30 minutes) lets them wait. A timeout set from the measured upload time
+    was the other way out, but the first upload has no measurement, a store's bandwidth varies, and a long timeout
+    also delays noticing a rank that really hangs. One upload is in flight at a time: the next save waits for it
+    first (so the other ranks wait only for an upload that outlasts the training between two saves by more than
+    ddp_timeout), and so does the end of training (`finish`, after the last collective); its error is raised there.
+    """
 
     def __init__(self, plan: CheckpointPlan, tracker: RunTracker | None, history: list[dict[str, float]]) -> None:
         self.plan = plan
         self.tracker = tracker
         self.history = history
+        self.uploads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-upload")
+        self.upload: Future[None] | None = None
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.barrier()  # every process has written its part (its RNG state, optimizer shard)
         if not state.is_world_process_zero:
             return
+        self.wait_for_upload()  # before this checkpoint counts: pruning keeps the newest one that is in the store
         folder = self.plan.local_root / f"{FOLDER_PREFIX}{state.global_step}"
         (folder / HISTORY).write_text(json.dumps([entry for entry in self.history if entry["step"] <= state.global_step]))
         mark_complete(folder, MARKER, json.dumps({"step": state.global_step, "time": time.time()}).encode())
-        self.plan.storage.upload(folder, "checkpoints", self.plan.folder_key(state.global_step), MARKER)
+        self.upload = self.uploads.submit(self.publish, folder, state.global_step)
+
+    def publish(self, folder: Path, step: int) -> None:
+        """Copy a complete checkpoint to the store, drop the old ones and tag the run with it (the upload thread)."""
+        self.plan.storage.upload(folder, "checkpoints", self.plan.folder_key(step), MARKER)
         prune(self.plan)
         if self.tracker is not None:
-            self.tracker.set_tags({TAG_CHECKPOINT: self.plan.storage.uri("checkpoints",
-                                                                         self.plan.folder_key(state.global_step))})
+            self.tracker.set_tags({TAG_CHECKPOINT: self.plan.storage.uri("checkpoints", self.plan.folder_key(step))})
+
+    def wait_for_upload(self) -> None:
+        """Wait for the upload in flight, if any; its error is raised here, in the training's thread."""
+        upload, self.upload = self.upload, None
+        if upload is not None:
+            upload.result()
+
+    def finish(self) -> None:
+        """Wait for the last upload once training ended (raising its error) and stop the upload thread."""
+        try:
+            self.wait_for_upload()
+        finally:
+            self.uploads.shutdown()
+
+    def finish_after_failure(self) -> None:
+        """Wait for the last upload of a training that failed, so that it overlaps neither a retry nor the clean-up;
+        the training's error is the one to raise, an upload's error is only logged."""
+        try:
+            self.finish()
+        except Exception as error:
+            stage_logger().warning("uploading the last checkpoint failed too: %s", error)

@@ -34,7 +34,8 @@ def distributed_arguments(config: TrainingConfig, device: torch.device) -> dict[
     if settings.num_processes == 1:
         return {}
     backend = settings.backend if settings.backend != "auto" else "nccl" if device.type == "cuda" else "gloo"
-    # every trainable parameter takes part in every step (PEFT freezes the rest): no search for unused ones
+    # every trainable parameter takes part in every step (PEFT freezes the rest): no search for unused ones.
+    # ddp_timeout keeps its 30 minutes: rank 0 uploads checkpoints without holding the others (DurableCheckpoints)
     arguments: dict[str, Any] = {"ddp_backend": backend, "ddp_find_unused_parameters": False}
     if settings.strategy == "fsdp":
         arguments |= {

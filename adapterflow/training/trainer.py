@@ -190,7 +190,8 @@ def train_adapter(
         apply_template_choice(tokenizer, chat_template)  # saved with the adapter: inference uses the trained template
     dataset = TokenDataset(tokenized_dir / "train.parquet")
     steps = total_steps(config, len(dataset))
-    spec = spec_for(method, task, list(label_names or []), tokenizer.pad_token_id, precision, max_length, base_dtype)
+    spec = spec_for(method, task, list(label_names or []), tokenizer.pad_token_id, precision, max_length, base_dtype,
+                    device.type)
     packed = packs(method, task, config)
     row_tokens = PACK_ROWS_OF * max_length if packed else max_length
     attention = select_attention(config.attention, device, row_tokens)
@@ -230,8 +231,12 @@ def train_adapter(
     logging.getLogger("transformers.trainer").setLevel(logging.WARNING)
     try:
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except torch.OutOfMemoryError as error:
-        raise TrainingOutOfMemory(fitted) from error
+    except BaseException as error:
+        for callback in durable:
+            callback.finish_after_failure()
+        if isinstance(error, torch.OutOfMemoryError):
+            raise TrainingOutOfMemory(fitted) from error
+        raise
     finally:
         progress.close()
     if global_tokens:
@@ -243,6 +248,8 @@ def train_adapter(
         saved = model
     if trainer.is_world_process_zero():
         save_trained(saved, tokenizer, method, spec, adapter_dir)
+    for callback in durable:  # after the last collective: no other rank waits while rank 0 waits for its upload
+        callback.finish()
     metrics = {"train/final_loss": float(result.training_loss), "train/steps": float(result.global_step),
                "train/packing": float(packed), "train/learning_rate_peak": learning_rate}
     metrics |= metrics_callback.summary() | parameters | memory.as_metrics() | plan.as_metrics()

@@ -1,17 +1,28 @@
 """Checkpoints: a training stopped mid-way goes on from its newest complete checkpoint and ends with the same
-weights as one never stopped; incomplete checkpoints are ignored; only the newest K are kept."""
+weights as one never stopped; incomplete checkpoints are ignored; only the newest K are kept; they are uploaded
+while training goes on, one at a time, and an upload's error reaches the training."""
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from adapterflow.storage.records import BaseModelRef, TokenizedData
 from adapterflow.storage.store import Storage
-from adapterflow.training.checkpoints import MARKER, CheckpointPlan, complete_steps, newest_checkpoint
+from adapterflow.training.checkpoints import (
+    MARKER,
+    CheckpointPlan,
+    DurableCheckpoints,
+    checkpoint_step,
+    complete_steps,
+    newest_checkpoint,
+)
 from adapterflow.training.hf_trainer import AdapterflowTrainer
 from adapterflow.training.trainer import train_adapter
 from schemas.method import LoraMethod
@@ -90,3 +101,60 @@ def test_only_the_newest_complete_checkpoints_are_kept_and_an_incomplete_one_is_
     newest = newest_checkpoint(plan)
     assert newest is not None and newest.name == "checkpoint-8"
     assert not torn.exists()
+
+
+def test_checkpoints_upload_in_the_background_one_at_a_time_while_training_goes_on(
+    setup: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    went_on = threading.Event()  # training finished a step after the one checkpoint 2 saved
+    uploads: list[tuple[int, bool]] = []  # each checkpoint uploaded, and whether training went on meanwhile
+    in_flight: list[str] = []
+    original = AdapterflowTrainer.training_step
+
+    def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001, ANN202
+        if self.state.global_step == 3:
+            went_on.set()
+        return original(self, model, inputs, num_items_in_batch)
+
+    def slow_upload(storage: Storage, folder: Path, kind: str, key: str, marker: str) -> None:
+        in_flight.append(key)
+        assert in_flight == [key], f"uploads in flight together: {in_flight}"
+        # in place, the upload would hold training: the wait would time out instead
+        uploads.append((checkpoint_step(folder.name), went_on.wait(timeout=30)))
+        in_flight.remove(key)
+
+    monkeypatch.setattr(AdapterflowTrainer, "training_step", training_step)
+    monkeypatch.setattr(Storage, "upload", slow_upload)
+    plan = CheckpointPlan(setup[0], "adapter-key", every_steps=2, keep=2)
+    train(setup, tmp_path / "out", plan)
+    assert uploads == [(2, True), (4, True), (6, True), (8, True)]  # the last one too, before training returned
+    assert complete_steps(plan) == [6, 8]
+
+
+def saved_checkpoint(plan: CheckpointPlan, callback: DurableCheckpoints, step: int) -> None:
+    """What the Trainer does at a save: write the checkpoint's files, then call its callbacks."""
+    (plan.local_root / f"checkpoint-{step}").mkdir(parents=True)
+    callback.on_save(None, SimpleNamespace(global_step=step, is_world_process_zero=True), None)
+
+
+def test_an_upload_error_is_raised_in_the_training_thread_and_only_logged_after_a_failed_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def unreachable(storage: Storage, folder: Path, kind: str, key: str, marker: str) -> None:
+        raise OSError(f"bucket unreachable: {key}")
+
+    monkeypatch.setattr(Storage, "upload", unreachable)
+    plan = CheckpointPlan(Storage.local(tmp_path / "store"), "adapter-key", every_steps=2, keep=2)
+    callback = DurableCheckpoints(plan, None, [])
+    saved_checkpoint(plan, callback, 2)  # returns: the upload fails in the background
+    with pytest.raises(OSError, match="checkpoint-2"):
+        saved_checkpoint(plan, callback, 4)  # the next save waits for it
+    after_failure = DurableCheckpoints(plan, None, [])
+    saved_checkpoint(plan, after_failure, 6)
+    caplog.set_level(logging.WARNING, logger="adapterflow")
+    after_failure.finish_after_failure()  # training's own error is the one raised
+    assert "uploading the last checkpoint failed too: bucket unreachable: adapter-key/checkpoint-6" in caplog.text
+    last = DurableCheckpoints(plan, None, [])
+    saved_checkpoint(plan, last, 8)
+    with pytest.raises(OSError, match="checkpoint-8"):
+        last.finish()
