@@ -9,13 +9,22 @@ import torch
 
 from adapterflow.core.errors import AdapterflowError
 from adapterflow.methods.bottleneck import bottleneck_parameter_names, inject_bottlenecks
+from adapterflow.methods.dtypes import compute_dtype, frozen_dtype, inference_precision, keep_trainable_in_float32
 from adapterflow.methods.peft_methods import (
     peft_config,
     prefix_starts_from_text,
     quantization_config,
     start_prefix_from_text,
 )
-from schemas.method import BitFitMethod, BottleneckMethod, FreezeMethod, MethodVariant, PrefixMethod, QLoraMethod
+from schemas.method import (
+    BitFitMethod,
+    BottleneckMethod,
+    FreezeMethod,
+    FullMethod,
+    MethodVariant,
+    PrefixMethod,
+    QLoraMethod,
+)
 
 PEFT_TASK_TYPES = {"sft": "CAUSAL_LM", "pretrain": "CAUSAL_LM", "classification": "SEQ_CLS"}
 HEAD_NAMES = ("classifier", "score")  # sequence-classification heads of encoder and decoder models
@@ -30,25 +39,29 @@ class ModelSpec:
     pad_token_id: int | None = None
     quantization: dict[str, Any] | None = None
     max_length: int | None = None  # inputs were cut to this many tokens in training; serving does the same
-    dtype: str = "float32"  # of the weights that are not quantised
+    dtype: str = "float32"  # of the weights that are not quantised (methods/dtypes.py decides it)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def precision(self) -> str:
+        """The precision the model loaded from this spec computes in (bf16, fp16 or fp32)."""
+        return inference_precision(self.dtype, self.quantization)
+
 
 def spec_for(
     method: MethodVariant, task: str, label_names: list[str], pad_token_id: int | None, precision: str,
-    max_length: int | None = None, base_dtype: str = "auto",
+    max_length: int | None = None, base_dtype: str = "auto", device_type: str = "cpu",
 ) -> ModelSpec:
+    """How to load the base for training `method` at the resolved `precision` on a `device_type` device."""
     quantization = None
     if isinstance(method, QLoraMethod):
         # bf16 compute wherever training runs in bf16 (CPUs with avx512_bf16 and CUDA); fp32 otherwise
-        compute = "bfloat16" if precision == "bf16" else "float16" if precision == "fp16" else "float32"
         quantization = {"bits": method.bits, "quant_type": method.quant_type, "double_quant": method.double_quant,
-                        "compute_dtype": compute}
-    dtype = "float32" if base_dtype == "auto" else base_dtype  # auto: fp32 master weights, autocast computes
+                        "compute_dtype": compute_dtype(precision)}
     return ModelSpec(task=task, label_names=label_names, pad_token_id=pad_token_id, quantization=quantization,
-                     max_length=max_length, dtype=dtype)
+                     max_length=max_length, dtype=frozen_dtype(method, precision, device_type, base_dtype))
 
 
 def logical_numel(parameter: torch.nn.Parameter) -> int:
@@ -71,16 +84,23 @@ def check_causal(path: str) -> None:
         )
 
 
-def load_base(path: str, spec: ModelSpec, device: torch.device, attention: str | None = None) -> torch.nn.Module:
-    """The base model with the head its task needs, quantised when the spec says so, on `device`."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
+def base_load_options(spec: ModelSpec, device: torch.device, attention: str | None = None) -> dict[str, Any]:
+    """`from_pretrained` options that load a base as `spec` says: its dtype, and 4/8-bit on `device` for QLoRA.
+    The one loading decision of training, evaluation, the registered pyfunc and export."""
     options: dict[str, Any] = {"dtype": getattr(torch, spec.dtype)}
     if attention:
         options["attn_implementation"] = attention
     if spec.quantization:
         options["quantization_config"] = quantization_config(**spec.quantization)
         options["device_map"] = {"": device}
+    return options
+
+
+def load_base(path: str, spec: ModelSpec, device: torch.device, attention: str | None = None) -> torch.nn.Module:
+    """The base model with the head its task needs, quantised when the spec says so, on `device`."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    options = base_load_options(spec, device, attention)
     if spec.task == "classification":
         if len(spec.label_names) < 2:
             raise AdapterflowError(f"classification needs at least two labels in the training data, found {spec.label_names}")
@@ -108,8 +128,20 @@ def build_trainable(
     method: MethodVariant, base_path: str, spec: ModelSpec, device: torch.device, *, total_steps: int,
     attention: str | None = None, gradient_checkpointing: bool = False,
 ) -> torch.nn.Module:
-    """The base model prepared for `method`: PEFT-wrapped, or with everything but the method's parameters frozen."""
-    model = load_base(base_path, spec, device, attention)
+    """The base model prepared for `method`: PEFT-wrapped, or with everything but the method's parameters frozen;
+    what trains is in fp32 (full fine-tuning: the dtype of the whole model)."""
+    model = prepare_method(method, load_base(base_path, spec, device, attention), base_path, spec, total_steps,
+                           gradient_checkpointing)
+    if not isinstance(method, FullMethod):
+        keep_trainable_in_float32(model)
+    return model
+
+
+def prepare_method(
+    method: MethodVariant, model: torch.nn.Module, base_path: str, spec: ModelSpec, total_steps: int,
+    gradient_checkpointing: bool,
+) -> torch.nn.Module:
+    """Wrap or freeze the loaded base so that only `method`'s parameters train."""
     if method.family == "peft":
         from peft import get_peft_model, prepare_model_for_kbit_training
 
