@@ -30,9 +30,8 @@ from adapterflow.evaluation.comparison import (
 )
 from adapterflow.evaluation.forgetting import general_perplexity, load_general_passages
 from adapterflow.evaluation.metrics import classification_metrics, generate_answers, response_perplexity
-from adapterflow.evaluation.stored_adapters import EvalModel, load_stored_adapter
+from adapterflow.evaluation.stored_adapters import EvalModel, base_identity, load_base_as_trained, load_stored_adapter
 from adapterflow.methods.artifacts import adapter_identity, read_manifest
-from adapterflow.methods.build import ModelSpec, load_base
 from adapterflow.models.base import load_tokenizer
 from adapterflow.orchestration.stage import stage
 from adapterflow.registry import ChampionRef, find_champion
@@ -58,17 +57,19 @@ SAMPLES_ARTIFACT = "eval/samples.json"  # in the MLflow run: evaluation may run 
 
 @dataclass
 class Contender:
-    """A model to evaluate: the base alone, or the base with an adapter."""
+    """A model to evaluate: the base alone (loaded as the artifact `loaded_as` trained on it), or the base with
+    an adapter."""
 
     name: str
     base_path: str
     identity: str
     adapter_dir: str | None = None
+    loaded_as: str | None = None
 
 
 def contenders(base: BaseModelRef, adapter_dir: Path, champion: ChampionRef | None) -> list[Contender]:
     models = [
-        Contender("base", base.path, base.sha256),
+        Contender("base", base.path, base_identity(base.sha256, adapter_dir), loaded_as=str(adapter_dir)),
         Contender("candidate", base.path, adapter_identity(base.sha256, adapter_dir), str(adapter_dir)),
     ]
     if champion is not None:
@@ -150,7 +151,7 @@ def evaluate_contenders(
         if cached is not None:
             results[contender.name] = json.loads((cached / RESULT_FILE).read_text()) | {"skipped": True}
             continue
-        loaded = load_contender(contender, tokenized, device)
+        loaded = load_contender(contender, device)
         model, tokenizer = loaded.model, loaded.tokenizer
         if tokenized.task == "classification":
             metrics, predicted = classification_metrics(model, dataset, tokenizer.pad_token_id, settings.batch_size,
@@ -171,14 +172,11 @@ def evaluate_contenders(
     return results
 
 
-def load_contender(contender: Contender, tokenized: TokenizedData, device: torch.device) -> EvalModel:
+def load_contender(contender: Contender, device: torch.device) -> EvalModel:
     """The base model alone (with a fresh, seeded head for classification), or a trained artifact on it."""
     if contender.adapter_dir is not None:
         return load_stored_adapter(contender.adapter_dir, contender.base_path, device)
-    tokenizer = load_tokenizer(contender.base_path)
-    torch.manual_seed(0)  # an untrained classification head: the same one every time
-    spec = ModelSpec(task=tokenized.task, label_names=tokenized.label_names, pad_token_id=tokenizer.pad_token_id)
-    return EvalModel(load_base(contender.base_path, spec, device).eval(), tokenizer, packed=True)
+    return load_base_as_trained(contender.loaded_as, contender.base_path, device)
 
 
 def comparison_examples(

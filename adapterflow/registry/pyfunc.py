@@ -70,6 +70,7 @@ class AdapterModel(mlflow.pyfunc.PythonModel):
         self.tokenizer = load_tokenizer(adapter_dir)
         spec = read_manifest(adapter_dir)[1]
         self.task, self.max_length = spec.task, spec.max_length or self.tokenizer.model_max_length
+        self.precision = spec.precision  # as training computed: trained parameters are fp32 on 16-bit weights
         self.system_prompt = read_system_prompt(adapter_dir)
         self.model = load_trained(adapter_dir, str(base_model_folder(context.model_config)), self.device)
 
@@ -81,17 +82,20 @@ class AdapterModel(mlflow.pyfunc.PythonModel):
             return self._classify(model_input["text"].tolist())
         max_new_tokens = int((params or {}).get("max_new_tokens", 128))
         conversations = [serving_conversation(prompt, self.system_prompt) for prompt in model_input["prompt"]]
-        answers = generate_answers(self.model, self.tokenizer, conversations, max_new_tokens, self.device, "fp32")
+        answers = generate_answers(self.model, self.tokenizer, conversations, max_new_tokens, self.device,
+                                   self.precision)
         return pd.DataFrame({"answer": answers})
 
     def _classify(self, texts: list[str]) -> pd.DataFrame:
         import torch
 
+        from adapterflow.core.devices import autocast
+
         # cut like training did (ClassificationTokenizer keeps the closing special token)
         encoded = [ids if len(ids) <= self.max_length else ids[: self.max_length - 1] + ids[-1:]
                    for ids in self.tokenizer(texts)["input_ids"]]
         inputs = self.tokenizer.pad({"input_ids": encoded}, return_tensors="pt").to(self.device)
-        with torch.no_grad():
+        with torch.no_grad(), autocast(self.device, self.precision):
             probabilities = self.model(**inputs).logits.float().softmax(-1)
         scores, indices = probabilities.max(-1)
         labels = self.model.config.id2label
