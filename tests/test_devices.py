@@ -83,7 +83,7 @@ def test_the_precision_is_resolved_for_the_device_chosen(monkeypatch: pytest.Mon
 
 
 def test_attention_kernel_follows_the_row_length() -> None:
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    cpu, cuda = torch.device("cpu"), GPUS["H100 SXM"]
     crossover = devices.CPU_SDPA_FROM_ROW_LENGTH
     assert devices.select_attention("auto", cpu, crossover - 1) == "eager"
     assert devices.select_attention("auto", cpu, crossover) == "sdpa"
@@ -92,3 +92,30 @@ def test_attention_kernel_follows_the_row_length() -> None:
     # an explicit kernel is kept at any length
     assert devices.select_attention("eager", cpu, 4 * crossover) == "eager"
     assert devices.select_attention("sdpa", cpu, 64) == "sdpa"
+
+
+def test_packed_rows_on_cuda_take_flex_attention(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices, "flex_attention_compiles", lambda: True)
+    packed = {name: devices.select_attention("auto", gpu, 1024, packed=True, flex_supported=True)
+              for name, gpu in GPUS.items()}
+    assert packed == {"H100 SXM": "flex_attention", "H100 PCIe": "flex_attention", "H200": "flex_attention",
+                      "A100": "flex_attention", "A10G": "flex_attention", "L4": "flex_attention",
+                      "L40S": "flex_attention", "T4": "sdpa", "V100": "sdpa"}
+    h100 = GPUS["H100 SXM"]
+    assert devices.select_attention("auto", h100, 1024, packed=False, flex_supported=True) == "sdpa"
+    assert devices.select_attention("auto", h100, 1024, packed=True, flex_supported=False) == "sdpa"  # e.g. GPT-2
+    assert devices.select_attention("sdpa", h100, 1024, packed=True, flex_supported=True) == "sdpa"
+    # CPU keeps its measured rule, packed or not
+    cpu = torch.device("cpu")
+    assert devices.select_attention("auto", cpu, 256, packed=True, flex_supported=True) == "eager"
+    assert devices.select_attention("auto", cpu, 2048, packed=True, flex_supported=True) == "sdpa"
+    monkeypatch.setattr(devices, "flex_attention_compiles", lambda: False)  # no Triton
+    assert devices.select_attention("auto", h100, 1024, packed=True, flex_supported=True) == "sdpa"
+
+
+def test_flash_attention_with_packing_is_refused() -> None:
+    h100 = GPUS["H100 SXM"]
+    with pytest.raises(AdapterflowError, match="attend to each other") as raised:
+        devices.select_attention("flash_attention_2", h100, 1024, packed=True)
+    assert "packing: false" in raised.value.hint
+    assert devices.select_attention("flash_attention_2", h100, 512, packed=False) == "flash_attention_2"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -76,7 +77,8 @@ def select_precision(preference: str, device: torch.device | DeviceProperties) -
             major, minor = properties.capability
             raise AdapterflowError(
                 f"training.precision bf16 needs a GPU of compute capability 8.0 or newer (Ampere or later: A100, "
-                f"A10G, L4, H100, ...); {properties.name} has {major}.{minor}, where bf16 is only emulated, far slower than fp16",
+                f"A10G, L4, H100, ...); {properties.name} has {major}.{minor}, where bf16 is only emulated, far "
+                "slower than fp16",
                 hint="use precision: fp16, or auto (fp16 on this GPU)",
             )
         return preference
@@ -112,11 +114,40 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
 CPU_SDPA_FROM_ROW_LENGTH = 1024
 
 
-def select_attention(preference: str, device: torch.device, row_length: int) -> str:
-    """The attention kernel for training rows of `row_length` tokens (packed rows: the packed length). auto: sdpa
-    on CUDA; on CPU eager for short rows, sdpa from CPU_SDPA_FROM_ROW_LENGTH tokens on (measured, see above)."""
+# Flex attention compiles through Triton; below compute capability 8.0 torch's flex backward falls back to its
+# smallest "baseline" tiles (torch/_inductor/template_heuristics/triton.py), so sdpa stays the choice there.
+FLEX_FROM_CAPABILITY = (8, 0)
+
+
+@lru_cache(maxsize=1)
+def flex_attention_compiles() -> bool:
+    """True where this torch has flex attention (2.5 on) and Triton, which compiles it for CUDA."""
+    return all(importlib.util.find_spec(name) is not None for name in ("triton", "torch.nn.attention.flex_attention"))
+
+
+def select_attention(
+    preference: str, device: torch.device | DeviceProperties, row_length: int, packed: bool = False,
+    flex_supported: bool = False,
+) -> str:
+    """The attention kernel for training rows of `row_length` tokens (packed rows: the packed length).
+
+    auto on CUDA: flex attention for packed rows, from compute capability 8.0 on, where Triton compiles it and
+    the model implements it (`flex_supported`): it skips the blocks the packed examples' mask leaves out, while
+    sdpa gets a dense block-diagonal mask, which rules out its flash kernel; sdpa otherwise. On CPU: eager for
+    short rows, sdpa from CPU_SDPA_FROM_ROW_LENGTH tokens on (measured, see above).
+    """
+    if preference == "flash_attention_2" and packed:
+        # transformers 5.23 keeps packed examples apart under flash attention only in single-row batches
+        # (modeling_flash_attention_utils._is_packed_sequence); PackedCollator often fills several rows
+        raise AdapterflowError(
+            "training.attention flash_attention_2 with packing would let the examples packed into a row attend to "
+            "each other: transformers separates them for flash attention only when a micro-batch is one row",
+            hint="use attention: auto (flex attention for packed rows on CUDA) or sdpa, or packing: false",
+        )
     if preference != "auto":
         return preference
-    if device.type == "cuda" or row_length >= CPU_SDPA_FROM_ROW_LENGTH:
-        return "sdpa"
-    return "eager"
+    properties = as_properties(device)
+    if properties.type == "cuda":
+        flex = packed and flex_supported and properties.capability >= FLEX_FROM_CAPABILITY
+        return "flex_attention" if flex and flex_attention_compiles() else "sdpa"
+    return "sdpa" if row_length >= CPU_SDPA_FROM_ROW_LENGTH else "eager"

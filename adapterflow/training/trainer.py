@@ -13,6 +13,7 @@ import torch
 from transformers import PrinterCallback, TrainingArguments, set_seed
 
 from adapterflow.core.devices import select_attention
+from adapterflow.core.logs import stage_logger
 from adapterflow.methods.artifacts import save_trained, warm_start_from
 from adapterflow.methods.build import build_trainable, logical_numel, spec_for
 from adapterflow.methods.memory import MemoryEstimate
@@ -145,6 +146,16 @@ def training_arguments(
     return TrainingArguments(**(arguments | distributed_arguments(config, device)))
 
 
+def supports_flex_attention(path: str) -> bool:
+    """Whether the base model's transformers classes implement flex attention (GPT-2 and Falcon, for two, don't)."""
+    import transformers
+    from transformers import AutoConfig
+
+    names = getattr(AutoConfig.from_pretrained(path), "architectures", None) or []
+    classes = [getattr(transformers, name, None) for name in names]
+    return bool(classes) and all(getattr(cls, "_supports_flex_attn", False) for cls in classes)
+
+
 def count_parameters(model: torch.nn.Module) -> dict[str, float]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(logical_numel(p) for p in model.parameters())
@@ -194,7 +205,10 @@ def train_adapter(
                     device.type)
     packed = packs(method, task, config)
     row_tokens = PACK_ROWS_OF * max_length if packed else max_length
-    attention = select_attention(config.attention, device, row_tokens)
+    attention = select_attention(config.attention, device, row_tokens, packed, supports_flex_attention(base.path))
+    if main_process():
+        stage_logger().info("attention: %s (training.attention %s; %s rows of up to %d tokens on %s)", attention,
+                            config.attention, "packed" if packed else "padded", row_tokens, device.type)
     model = build_trainable(method, base.path, spec, device, total_steps=steps, attention=attention,
                             gradient_checkpointing=config.gradient_checkpointing)
     if init_from is not None:

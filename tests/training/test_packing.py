@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from adapterflow.evaluation.metrics import padded_next_token_loss
+from adapterflow.tokenization.collate import PadToLongest
 from adapterflow.tokenization.packing import PackedCollator, balanced_rows, next_token_loss
+from adapterflow.training.trainer import supports_flex_attention
+
+# flex attention runs forward only on CPU (no backward there) and compiles every new shape: about 45 s cold here
+HAS_FLEX = find_spec("torch.nn.attention.flex_attention") is not None
+FLEX = [pytest.param("flex_attention", marks=pytest.mark.slow)] if HAS_FLEX else []
 
 
 @pytest.fixture(scope="module", params=["sdpa", "eager"])
@@ -46,6 +54,39 @@ def test_packed_loss_equals_one_at_a_time(model, row_tokens: int) -> None:
     relative = abs(float(packed) - total / count) / (total / count)
     assert relative < 1e-4, relative
     assert (batch["input_ids"].shape[0] == 1) == (row_tokens == 1024)
+
+
+@pytest.mark.parametrize("kernel", ["eager", "sdpa", *FLEX])
+def test_packed_rows_give_the_padded_batch_loss_with_every_cpu_kernel(tiny_model_dir: Path, kernel: str) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation=kernel)
+    batch_examples = examples(1)
+    with torch.no_grad():
+        packed = PackedCollator(pad_token_id=0, row_tokens=32)(batch_examples)  # several rows, padded tails
+        assert packed["input_ids"].shape[0] > 1
+        packed_loss, packed_count = next_token_loss(model.eval(), packed)
+        padded_sum, padded_count = padded_next_token_loss(model, PadToLongest(pad_token_id=0)(batch_examples))
+    assert packed_count == padded_count
+    assert float(packed_loss) == pytest.approx(float(padded_sum) / padded_count, rel=1e-4)
+
+
+def test_flash_attention_separates_packed_examples_only_in_single_row_batches() -> None:
+    # why select_attention refuses flash_attention_2 with packing: transformers' check, on PackedCollator's rows
+    from transformers.modeling_flash_attention_utils import _is_packed_sequence
+
+    rows = PackedCollator(pad_token_id=0, row_tokens=32)(examples(0))["position_ids"]
+    assert rows.shape[0] > 1
+    assert _is_packed_sequence(rows[:1], batch_size=1)
+    assert not _is_packed_sequence(rows, batch_size=rows.shape[0])
+
+
+def test_flex_attention_support_is_read_from_the_model_class(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from transformers import GPT2Config
+
+    assert supports_flex_attention(str(tiny_model_dir))  # LlamaForCausalLM
+    GPT2Config(architectures=["GPT2LMHeadModel"]).save_pretrained(tmp_path)
+    assert not supports_flex_attention(str(tmp_path))
 
 
 def test_collator_resets_positions_masks_boundaries_and_counts_padding() -> None:
