@@ -1,6 +1,7 @@
 """Training throughput benchmark: adapterflow's training stage against the common recipe, in one run.
 
     python benchmarks/train_throughput.py [--steps 16 --batch 8]
+    python benchmarks/train_throughput.py --frozen [--steps 6 --batch 4]
 
 Both train LoRA (r=16, alpha 32, all linear layers) on the packaged SmolLM2-135M-Instruct with the same
 demo examples (stdlib docstring Q/A), the same number of steps and the same effective batch:
@@ -10,6 +11,9 @@ demo examples (stdlib docstring Q/A), the same number of steps and the same effe
       support it), loss projected only at labelled positions.
 Each runs in its own process. Prints real (non-padding) tokens/s of each, the ratio, peak memory, and the
 eval loss on the same held-out answers after training (quality must not drop).
+
+--frozen instead runs (b) twice under bf16 autocast, its frozen base weights loaded in fp32 and in bf16 (the
+LoRA weights stay fp32 in both): what methods/dtypes.py decides for CPUs with native bf16.
 """
 
 from __future__ import annotations
@@ -80,8 +84,8 @@ def recipe(model_dir: str, train: list, steps: int, batch: int, out: str, queue)
                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "adapter": str(Path(out) / "adapter")})
 
 
-def adapterflow(model_dir: str, train: list, steps: int, batch: int, out: str, queue) -> None:
-    """(b) adapterflow's tokenize and train stages."""
+def adapterflow(model_dir: str, train: list, steps: int, batch: int, out: str, base_dtype: str, queue) -> None:
+    """(b) adapterflow's tokenize and train stages; `base_dtype` as base_model.dtype (auto: adapterflow's choice)."""
     import torch
 
     from adapterflow.core.devices import select_precision
@@ -106,10 +110,12 @@ def adapterflow(model_dir: str, train: list, steps: int, batch: int, out: str, q
     precision = select_precision("auto", device)
     config = TrainingConfig(max_steps=steps, batch_size=batch, learning_rate=3e-4, logging_steps=100, warmup_ratio=0.05)
     method = LoraMethod(type="lora", r=16, alpha=32, dropout=0.0)
-    outcome = train_adapter(Path(tokenized.uri), base, method, config, device, precision, folder / "run", max_length=MAX_LENGTH)
+    outcome = train_adapter(Path(tokenized.uri), base, method, config, device, precision, folder / "run",
+                            max_length=MAX_LENGTH, base_dtype=base_dtype)
     queue.put({"seconds": outcome.metrics["train/runtime_seconds"], "real_tokens": outcome.metrics["train/real_tokens"],
                "padding_share": outcome.metrics["train/padding_share"], "precision": precision,
-               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "adapter": str(outcome.output_dir)})
+               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "adapter": str(outcome.output_dir),
+               "base_dtype": base_dtype})
 
 
 def eval_loss(model_dir: str, adapter: str, held_out: list, queue) -> None:
@@ -140,6 +146,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--held-out", type=int, default=64)
+    parser.add_argument("--frozen", action="store_true", help="compare frozen weights in fp32 and bf16 instead")
     args = parser.parse_args()
 
     from adapterflow.core.home import Home, configure_environment
@@ -149,23 +156,34 @@ def main() -> None:
     model_dir = str(materialise_builtin("smollm2-135m-instruct", Home.from_env()))
     train, held_out = examples(args.steps * args.batch, args.held_out)
     with tempfile.TemporaryDirectory(prefix="bench-train-") as folder:
-        (Path(folder) / "a").mkdir()
-        (Path(folder) / "b").mkdir()
-        common = in_child(recipe, model_dir, train, args.steps, args.batch, str(Path(folder) / "a"))
-        ours = in_child(adapterflow, model_dir, train, args.steps, args.batch, str(Path(folder) / "b"))
-        common["eval_loss"] = in_child(eval_loss, model_dir, common["adapter"], held_out)
-        ours["eval_loss"] = in_child(eval_loss, model_dir, ours["adapter"], held_out)
+        if args.frozen:
+            rows = [(f"adapterflow, bf16 autocast, frozen weights {dtype}",
+                     run_and_score(adapterflow, model_dir, train, held_out, args, Path(folder) / dtype, dtype))
+                    for dtype in ("float32", "bfloat16")]
+        else:
+            rows = [("(a) Trainer, pad to 256, DataCollatorForLanguageModeling, fp32",
+                     run_and_score(recipe, model_dir, train, held_out, args, Path(folder) / "a")),
+                    ("(b) adapterflow: packing, {precision}, response-only loss",
+                     run_and_score(adapterflow, model_dir, train, held_out, args, Path(folder) / "b", "auto"))]
     print(f"\n{args.steps} steps x {args.batch} examples (same examples, same order of magnitude of work), "
           f"held-out answers: {args.held_out}\n")
     print(f"{'method':<58} {'real tok/s':>10} {'padding':>8} {'seconds':>8} {'peak MB':>8} {'eval loss':>9}")
-    rows = [("(a) Trainer, pad to 256, DataCollatorForLanguageModeling, fp32", common),
-            (f"(b) adapterflow: packing, {ours['precision']}, response-only loss", ours)]
     for label, result in rows:
         rate = result["real_tokens"] / result["seconds"]
-        print(f"{label:<58} {rate:>10,.0f} {result['padding_share']:>8.1%} {result['seconds']:>8.1f} "
-              f"{result['peak_mb']:>8,.0f} {result['eval_loss']:>9.4f}")
-    ratio = (ours["real_tokens"] / ours["seconds"]) / (common["real_tokens"] / common["seconds"])
-    print(f"\nreal tokens/s ratio (b)/(a): {ratio:.1f}x")
+        print(f"{label.format(precision=result.get('precision')):<58} {rate:>10,.0f} {result['padding_share']:>8.1%} "
+              f"{result['seconds']:>8.1f} {result['peak_mb']:>8,.0f} {result['eval_loss']:>9.4f}")
+    (_, first), (_, second) = rows
+    ratio = (second["real_tokens"] / second["seconds"]) / (first["real_tokens"] / first["seconds"])
+    print(f"\nreal tokens/s ratio second/first: {ratio:.2f}x")
+
+
+def run_and_score(target, model_dir: str, train: list, held_out: list, args: argparse.Namespace, out: Path,
+                  *options: str) -> dict:
+    """Train with `target` in a child process, then score its adapter on the held-out answers in another."""
+    out.mkdir()
+    result = in_child(target, model_dir, train, args.steps, args.batch, str(out), *options)
+    result["eval_loss"] = in_child(eval_loss, model_dir, result["adapter"], held_out)
+    return result
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ PRECISIONS = {dtype: precision for precision, dtype in COMPUTE_DTYPES.items()}
 # Families whose base weights all stay frozen: what trains is added beside them (PEFT tuners, bottleneck adapters).
 FROZEN_BASE_FAMILIES = ("peft", "bottleneck")
 # benchmarks/train_throughput.py --frozen (RESULTS.md, "Frozen weights in fp32 or bf16"): on this project's CPU
-# (avx512_bf16) LoRA under bf16 autocast with bf16 frozen weights against fp32 ones.
-CPU_FROZEN_IN_COMPUTE_DTYPE = True
+# (avx512_bf16), LoRA on SmolLM2-135M under bf16 autocast trained 120 real tokens/s with fp32 frozen weights and
+# 3 with bf16 ones (22% less peak memory, the same eval loss): on CPU the frozen weights stay fp32.
+CPU_FROZEN_IN_COMPUTE_DTYPE = False
 
 
 def compute_dtype(precision: str) -> str:
