@@ -28,13 +28,8 @@ from tests.tiny_model import ASSETS, tiny_config  # noqa: E402, F401 - the tests
 
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`--dist loadgroup`, as `make test` runs) the tests that share the one real server
-    stack run on one worker, so the stack starts once per test run."""
-    for item in items:
-        if item.get_closest_marker("servers"):
-            item.add_marker(pytest.mark.xdist_group("servers"))
+pytest_plugins = ["tests.xdist_groups"]
+
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
