@@ -10,8 +10,10 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from adapterflow.core.devices import device_properties
 from adapterflow.tokenization.collate import TokenCounter
 from adapterflow.tracking.run import RunTracker
+from adapterflow.training.flops import peak_flops
 
 SKIPPED_STEPS = "skipped_steps"  # logged by AdapterflowTrainer under fp16: steps the loss scaler skipped so far
 
@@ -22,19 +24,6 @@ TRAINER_TO_METRIC = {
     "epoch": "train/epoch",
     SKIPPED_STEPS: "train/skipped_steps",
 }
-
-
-# Dense bf16/fp16 tensor-core peaks (FLOP/s) by GPU name fragment, for model FLOPs utilisation.
-PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10G": 125e12,
-              "A10": 125e12, "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12}
-
-
-def peak_flops(device: torch.device) -> float | None:
-    """The GPU's dense half-precision peak, when it is a known model (None on CPU or unknown GPUs)."""
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((flops for fragment, flops in PEAK_FLOPS.items() if fragment in name), None)
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -85,10 +74,10 @@ class ThroughputMetrics(TrainerCallback):
     def summary(self) -> dict[str, float]:
         """Whole-run figures: real tokens/s, padding share, peak memory."""
         elapsed = max(time.perf_counter() - self._started, 1e-9)
-        peak = peak_flops(self.device)
+        peak = peak_flops(device_properties(self.device))
         mfu = {}
         if peak and self.flops_per_token:
-            # model FLOPs utilisation: 6 x parameters per trained token (forward + backward) over the peak
+            # model FLOPs utilisation: the model FLOPs of the real tokens trained (training/flops.py) over the peak
             mfu = {"train/mfu": self.counter.real / elapsed * self.flops_per_token / peak}
         return mfu | {
             "train/tokens_per_second": self.counter.real / elapsed,

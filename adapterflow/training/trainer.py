@@ -26,6 +26,7 @@ from adapterflow.tokenization.packing import PackedCollator
 from adapterflow.tracking.run import RunTracker
 from adapterflow.training.callbacks import AdaLoraBudget, ThroughputMetrics
 from adapterflow.training.checkpoints import CheckpointPlan, DurableCheckpoints, read_history
+from adapterflow.training.flops import model_flops_per_token
 from adapterflow.training.hf_trainer import AdapterflowTrainer, GlobalTokenCount
 from adapterflow.training.memory_check import apply_plan, preflight
 from adapterflow.training.parallel import GatheredModel, check_launch, distributed_arguments, main_process
@@ -216,7 +217,7 @@ def train_adapter(
     plan = preflight(model, method, config, precision, device, max_length, row_tokens, attention, tracker)
     memory, fitted = plan.estimate, apply_plan(model, method, config, plan.settings)
     collator = collator_for(method, task, config, tokenizer.pad_token_id, max_length)
-    flops_per_token = 6.0 * sum(logical_numel(parameter) for parameter in model.parameters())
+    flops_per_token = model_flops_per_token(model, row_tokens)
     parameters = count_parameters(model)  # before FSDP shards the parameters
     global_tokens = GlobalTokenCount(collator.counter) if config.distributed.num_processes > 1 else None
     counter = global_tokens.total if global_tokens else collator.counter
