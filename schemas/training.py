@@ -65,6 +65,11 @@ class TrainingConfig(StrictModel):
         "auto", description="attention kernel; auto: sdpa on CUDA; on CPU eager for short rows, sdpa for long ones "
                             "(the measured crossover: adapterflow.core.devices.CPU_SDPA_FROM_ROW_LENGTH)"
     )
+    fused_loss: Literal["auto", "on", "off"] = Field(
+        "auto", description="Liger-Kernel's fused linear cross-entropy for the loss at labelled positions (CUDA, "
+        "the `cuda` extra): it never materialises their logits; auto: on CUDA with liger-kernel installed and a "
+        "vocabulary of 32k tokens or more (adapterflow.core.devices.FUSED_LOSS_FROM_VOCABULARY); CPU never"
+    )
     optimizer: Literal["adamw_torch", "adamw_torch_fused", "adamw_8bit", "adafactor", "sgd"] = Field(
         "adamw_torch_fused", description="optimizer (transformers names; fused: one kernel for all parameters, "
         "12% faster LoRA steps on CPU here); adamw_8bit needs bitsandbytes on CUDA"

@@ -119,3 +119,22 @@ def test_flash_attention_with_packing_is_refused() -> None:
         devices.select_attention("flash_attention_2", h100, 1024, packed=True)
     assert "packing: false" in raised.value.hint
     assert devices.select_attention("flash_attention_2", h100, 512, packed=False) == "flash_attention_2"
+
+
+def test_fused_loss_on_cuda_with_liger_kernel_and_a_large_vocabulary() -> None:
+    cpu_bf16 = DeviceProperties("cpu", "cpu", cpu_bf16=True)
+    large, small = devices.FUSED_LOSS_FROM_VOCABULARY, devices.FUSED_LOSS_FROM_VOCABULARY - 1
+    # auto: every lent GPU with liger-kernel and a large vocabulary; never on CPU, without the package, or small
+    chosen = {name: devices.select_fused_loss("auto", gpu, large, liger_installed=True) for name, gpu in GPUS.items()}
+    assert all(chosen.values()) and len(chosen) == len(GPUS)
+    table = {(device.type, vocab, installed): devices.select_fused_loss("auto", device, vocab, installed)
+             for device in (GPUS["H100 SXM"], cpu_bf16) for vocab in (small, large, 151_936)
+             for installed in (True, False)}
+    assert {key for key, fused in table.items() if fused} == {("cuda", large, True), ("cuda", 151_936, True)}
+    assert not devices.select_fused_loss("off", GPUS["H100 SXM"], large, liger_installed=True)
+    assert devices.select_fused_loss("on", GPUS["T4"], small, liger_installed=True)  # on: whatever the vocabulary
+    with pytest.raises(AdapterflowError, match="needs a CUDA GPU"):
+        devices.select_fused_loss("on", cpu_bf16, large, liger_installed=True)
+    with pytest.raises(AdapterflowError, match="liger-kernel") as raised:
+        devices.select_fused_loss("on", GPUS["A10G"], large, liger_installed=False)
+    assert "adapterflow[cuda]" in raised.value.hint

@@ -151,3 +151,42 @@ def select_attention(
         flex = packed and flex_supported and properties.capability >= FLEX_FROM_CAPABILITY
         return "flex_attention" if flex and flex_attention_compiles() else "sdpa"
     return "sdpa" if row_length >= CPU_SDPA_FROM_ROW_LENGTH else "eager"
+
+
+# Liger-Kernel's fused linear cross-entropy (training.fused_loss) computes the loss and its gradients a chunk of
+# labelled positions at a time and never holds their logits, which cost 12 x vocabulary bytes a token (the fp32
+# log-softmax and two gradients of its size, adapterflow.methods.memory). From Llama-2's and Mistral's 32k
+# vocabularies on (SmolLM2 49k, Llama-3 128k, Qwen2.5 152k) that is the step's largest tensor and a fifth or more of
+# a 1B model's activations: 375 KiB a token at 32k against 1.7 MiB for TinyLlama-1.1B's 22 layers (bf16, sdpa,
+# 2,048-token rows; memory.layer_bytes_per_token). Below it (byte-level and small BPE vocabularies) the share is
+# small, and the kernel's chunked head matmuls and its host sync per micro-batch would buy little.
+FUSED_LOSS_FROM_VOCABULARY = 32_000
+
+
+@lru_cache(maxsize=1)
+def liger_kernel_installed() -> bool:
+    """True where the liger-kernel package (the `cuda` extra) is importable."""
+    return importlib.util.find_spec("liger_kernel") is not None
+
+
+def select_fused_loss(
+    preference: str, device: torch.device | DeviceProperties, vocab_size: int, liger_installed: bool,
+) -> bool:
+    """Whether training computes its loss with Liger-Kernel's fused linear cross-entropy (training.fused_loss).
+
+    auto: on CUDA, with liger-kernel installed and a vocabulary of FUSED_LOSS_FROM_VOCABULARY tokens or more;
+    off: never; on: always, an error where it can't run (Liger's kernels are Triton, CUDA only). CPU keeps the
+    projected loss.
+    """
+    if preference == "off":
+        return False
+    cuda = as_properties(device).type == "cuda"
+    if preference == "on":
+        if not cuda:
+            raise AdapterflowError("training.fused_loss on needs a CUDA GPU: Liger-Kernel's fused linear "
+                                   "cross-entropy is a Triton kernel", hint="use fused_loss: auto or off here")
+        if not liger_installed:
+            raise AdapterflowError("training.fused_loss on needs the liger-kernel package",
+                                   hint="pip install 'adapterflow[cuda]', or use fused_loss: auto")
+        return True
+    return cuda and liger_installed and vocab_size >= FUSED_LOSS_FROM_VOCABULARY

@@ -23,6 +23,10 @@ ACTIVATION_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 # pass: on CPU a step's resident peak is about this share of the activations above the live tensors'
 # (26-37% at 2,048-4,096 tokens a micro-batch with SmolLM2, benchmarks/memory.py --live).
 CPU_HEAP_RETENTION = 0.3
+# Liger-Kernel's fused linear cross-entropy computes the input gradient in its forward pass (one hidden-sized tensor a
+# token, kept for the backward pass) and the logits of one chunk of positions at a time, the chunk sized so that its
+# logits are no larger than twice the hidden states (liger_kernel/ops/fused_linear_cross_entropy.py, chunk_size)
+FUSED_LOSS_HIDDEN_COPIES = 3
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ def estimate_memory(
     sequence_length: int | None = None,
     attention_scores: bool = True,
     heap_retention: float = 0.0,
+    fused_loss: bool = False,
 ) -> MemoryEstimate:
     """Estimate one training step's peak memory for `model` as it will train (trainable parameters set).
 
@@ -101,6 +106,7 @@ def estimate_memory(
     precision: the resolved training precision, bf16, fp16 or fp32;
     optimizer: a transformers `optim` name (see optimizer_bytes_per_parameter);
     heap_retention: the allocator's overhead as a share of the activations (CPU_HEAP_RETENTION on CPU);
+    fused_loss: the loss is Liger-Kernel's fused linear cross-entropy (training.fused_loss), which holds no logits;
     full_backward: whether the backward pass reaches the input embeddings (every trainable method whose
     parameters sit in every layer, prompt learning, or inputs made to require grad for gradient checkpointing).
     When False, autograd keeps nothing for the layers below the lowest one with a trainable parameter
@@ -111,7 +117,8 @@ def estimate_memory(
     weights, the 16-bit copies of the weight matrices autograd keeps count too. With gradient checkpointing
     only each layer's input is kept, plus one layer's full activations while it is recomputed. The logits add
     tokens * vocab_size * 12 bytes (the fp32 log-softmax and two gradients of its size as the backward pass
-    starts; a classifier's, one row each, are left out). Without heap_retention this is the peak of the live
+    starts; a classifier's, one row each, are left out); the fused loss holds instead FUSED_LOSS_HIDDEN_COPIES
+    hidden-sized tensors a token. Without heap_retention this is the peak of the live
     tensors, within a few percent of real steps (benchmarks/memory.py --live). A model without a
     transformer config (hidden_size, num_hidden_layers, num_attention_heads) is counted without activations.
     """
@@ -125,7 +132,7 @@ def estimate_memory(
         optimizer=sum(parameter.numel() for parameter in trainable) * optimizer_bytes_per_parameter(optimizer),
         activations=round((1 + heap_retention) * _activation_bytes(
             model, tokens_per_micro_batch, sequence_length or tokens_per_micro_batch, precision,
-            gradient_checkpointing, full_backward, attention_scores)),
+            gradient_checkpointing, full_backward, attention_scores, fused_loss)),
     )
 
 
@@ -201,7 +208,7 @@ def layer_bytes_per_token(
 
 def _activation_bytes(
     model: torch.nn.Module, tokens: int, sequence_length: int, precision: str, gradient_checkpointing: bool,
-    full_backward: bool, attention_scores: bool,
+    full_backward: bool, attention_scores: bool, fused_loss: bool,
 ) -> int:
     config = _text_config(model)
     hidden = getattr(config, "hidden_size", None)
@@ -226,6 +233,8 @@ def _activation_bytes(
     classifier = "ForSequenceClassification" in type(model).__name__  # PEFT's wrapper is named alike
     # the fp32 log-softmax of the logits, and when the backward pass starts the loss's and the softmax's gradients
     logits = 0 if classifier else tokens * (getattr(config, "vocab_size", None) or 0) * 12
+    if fused_loss:
+        logits = tokens * hidden * FUSED_LOSS_HIDDEN_COPIES * compute
     return kept + copies + logits
 
 

@@ -15,6 +15,7 @@ from adapterflow.core.errors import NumericalFault
 from adapterflow.tokenization.collate import TokenCounter
 from adapterflow.tokenization.packing import next_token_loss
 from adapterflow.training.callbacks import SKIPPED_STEPS
+from adapterflow.training.fused_loss import fused_next_token_loss
 
 MIN_LOSS_SCALE = 1.0  # fp16: a loss scale below this means the gradients overflow unscaled (loss_scale_collapsed)
 
@@ -24,13 +25,16 @@ class AdapterflowTrainer(Trainer):
     learning rates, and a NumericalGuard that stops at the first diverged optimizer step.
 
     The projected loss works for padded and packed batches alike (packed ones carry position_ids and no
-    attention mask). Models that compute their own loss (classifiers, prompt learning, whose virtual tokens
-    shift the positions, and AdaLoRA, whose loss adds a regulariser) keep the Trainer's loss.
+    attention mask); `fused_loss` computes it with Liger-Kernel's fused linear cross-entropy (training/fused_loss.py).
+    Models that compute their own loss (classifiers, prompt learning, whose virtual tokens shift the positions, and
+    AdaLoRA, whose loss adds a regulariser) keep the Trainer's loss.
     """
 
-    def __init__(self, *args, projected_loss: bool = True, loraplus_lr_ratio: float | None = None, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, projected_loss: bool = True, fused_loss: bool = False,  # noqa: ANN002
+                 loraplus_lr_ratio: float | None = None, **kwargs) -> None:  # noqa: ANN003
         super().__init__(*args, **kwargs)
         self.projected_loss = projected_loss
+        self.fused_loss = fused_loss
         self.loraplus_lr_ratio = loraplus_lr_ratio
         self.guard = NumericalGuard()
         self.add_callback(self.guard)
@@ -40,7 +44,7 @@ class AdapterflowTrainer(Trainer):
             if "position_ids" in inputs:  # packed: with a cache, transformers would skip the per-example mask
                 inputs = {**inputs, "use_cache": False}
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        loss, count = next_token_loss(model, inputs, reduction="sum")
+        loss, count = (fused_next_token_loss if self.fused_loss else next_token_loss)(model, inputs, reduction="sum")
         # With gradient accumulation the Trainer passes the label count of all micro-batches of the step,
         # so every token weighs the same whatever micro-batch it is in.
         denominator = num_items_in_batch if num_items_in_batch is not None else count

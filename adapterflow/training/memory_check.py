@@ -15,10 +15,10 @@ from schemas.training import TrainingConfig
 
 def preflight(
     model: torch.nn.Module, method: MethodVariant, config: TrainingConfig, precision: str, device: torch.device,
-    max_length: int, row_tokens: int, attention: str, tracker: RunTracker | None,
+    max_length: int, row_tokens: int, attention: str, tracker: RunTracker | None, fused_loss: bool = False,
 ) -> MemoryPlan:
     """Estimate the memory training needs and choose settings that fit (training.fit_memory); say and log
-    both, and stop now if nothing fits."""
+    both, and stop now if nothing fits. fused_loss: the loss is fused (training.fused_loss), its logits not held."""
 
     def estimate(settings: MemorySettings) -> MemoryEstimate:
         return estimate_memory(
@@ -26,14 +26,15 @@ def preflight(
             precision=precision, gradient_checkpointing=settings.gradient_checkpointing, optimizer=config.optimizer,
             full_backward=method.family != "full" or method.type == "full",
             attention_scores=settings.attention in SCORE_KEEPING_KERNELS,
-            heap_retention=CPU_HEAP_RETENTION if device.type == "cpu" else 0.0,
+            heap_retention=CPU_HEAP_RETENTION if device.type == "cpu" else 0.0, fused_loss=fused_loss,
         )
 
     configured = MemorySettings(config.batch_size, config.gradient_accumulation_steps, attention,
                                 config.gradient_checkpointing)
     configured_estimate = estimate(configured)
     if main_process():
-        stage_logger().info("%s on %s: %s", method.type, device.type, configured_estimate.describe())
+        fused = ", fused loss (liger-kernel)" if fused_loss else ""
+        stage_logger().info("%s on %s%s: %s", method.type, device.type, fused, configured_estimate.describe())
     if tracker is not None:
         tracker.log_metrics(configured_estimate.as_metrics())
     free = available_memory(device)

@@ -27,6 +27,7 @@ from adapterflow.tracking.run import RunTracker
 from adapterflow.training.callbacks import AdaLoraBudget, ThroughputMetrics
 from adapterflow.training.checkpoints import CheckpointPlan, DurableCheckpoints, read_history
 from adapterflow.training.flops import model_flops_per_token
+from adapterflow.training.fused_loss import choose_fused_loss
 from adapterflow.training.hf_trainer import AdapterflowTrainer, GlobalTokenCount
 from adapterflow.training.memory_check import apply_plan, preflight
 from adapterflow.training.parallel import GatheredModel, check_launch, distributed_arguments, main_process
@@ -214,7 +215,9 @@ def train_adapter(
                             gradient_checkpointing=config.gradient_checkpointing)
     if init_from is not None:
         warm_start_from(model, method, init_from)
-    plan = preflight(model, method, config, precision, device, max_length, row_tokens, attention, tracker)
+    projected = task != "classification" and not method.prompt_learning and method.type != "adalora"
+    fused_loss = choose_fused_loss(config, device, model, projected)
+    plan = preflight(model, method, config, precision, device, max_length, row_tokens, attention, tracker, fused_loss)
     memory, fitted = plan.estimate, apply_plan(model, method, config, plan.settings)
     collator = collator_for(method, task, config, tokenizer.pad_token_id, max_length)
     flops_per_token = model_flops_per_token(model, row_tokens)
@@ -239,7 +242,7 @@ def train_adapter(
         # ProgressDisplay after metrics_callback: it shows the tokens/s that one has just measured
         callbacks=[*([global_tokens] if global_tokens else []), metrics_callback, progress,
                    *([AdaLoraBudget()] if method.type == "adalora" else []), *durable, *held_out],
-        projected_loss=task != "classification" and not method.prompt_learning and method.type != "adalora",
+        projected_loss=projected, fused_loss=fused_loss,
         loraplus_lr_ratio=getattr(method, "loraplus_lr_ratio", None),
     )
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; the metrics go to MLflow instead

@@ -11,6 +11,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from adapterflow.core.errors import AdapterflowError
 from adapterflow.methods.memory import (
     CPU_HEAP_RETENTION,
+    FUSED_LOSS_HIDDEN_COPIES,
     MIB,
     MemoryEstimate,
     available_memory,
@@ -243,6 +244,14 @@ def test_fused_attention_keeps_no_score_matrices() -> None:
     eager = estimate(model, tokens=64, attention_scores=True).activations
     fused = estimate(model, tokens=64, attention_scores=False).activations
     assert eager - fused == LAYERS * 64 * (6 * HEADS * 64 - 2 * 64)  # fp32 softmax and its bf16 copy; sdpa's mask
+
+
+def test_the_fused_loss_holds_hidden_sized_chunks_instead_of_the_logits() -> None:
+    model = tiny_llama()
+    for precision, compute in (("bf16", 2), ("fp32", 4)):
+        fused = estimate(model, tokens=64, precision=precision, fused_loss=True).activations
+        unfused = estimate(model, tokens=64, precision=precision).activations
+        assert unfused - fused == logits_bytes(64) - 64 * HIDDEN * FUSED_LOSS_HIDDEN_COPIES * compute > 0
 
 
 # The memory plan: a pure function of an estimate and the available bytes.
