@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,8 +26,10 @@ from adapterflow.core.home import Home
 from adapterflow.storage.records import RunContext
 from adapterflow.tokenization.collate import TokenCounter
 from adapterflow.tracking.metric_buffer import metric_buffer_path
+from adapterflow.tracking.metric_sender import METRIC_TIMEOUT_S
 from adapterflow.tracking.run import RunTracker
 from adapterflow.training.callbacks import ThroughputMetrics
+from benchmarks.reliability_processes import MlflowServer, mlflow_server
 from tasks.track import close_run
 
 STEPS = range(1, 11)
@@ -185,3 +192,79 @@ def test_finishing_waits_with_backoff_for_mlflow_to_come_back(run: RunContext, m
     assert sleeps == [1.0, 2.0, 4.0]
     assert not tracker.metric_buffer.path.exists()
     assert [step for step, _, _ in history(client, run.mlflow_run_id, "train/loss")] == [1, 2]
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowServer]:
+    """A real `mlflow server` on SQLite (the reliability benchmark's), stopped by its PID whatever happened, with
+    its own ADAPTERFLOW_HOME for the buffer."""
+    monkeypatch.setenv("ADAPTERFLOW_HOME", str(tmp_path / "home"))
+    with mlflow_server(tmp_path / "mlflow") as running:
+        yield running
+
+
+@contextmanager
+def hung(server: MlflowServer) -> Iterator[None]:
+    """SIGSTOP the server's processes for the block: connections are accepted and never answered."""
+    assert server.recorded is not None
+    os.killpg(server.recorded.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(server.recorded.pid, signal.SIGCONT)
+
+
+def timed_steps(tracker: RunTracker, steps: range) -> list[float]:
+    """Seconds each training step's log event took in the training thread."""
+    seconds = []
+    for step in steps:
+        started = time.monotonic()
+        train_steps(tracker, range(step, step + 1))
+        seconds.append(time.monotonic() - started)
+    return seconds
+
+
+def test_a_hung_mlflow_server_costs_a_step_one_timeout_and_gets_every_metric_once_in_order_when_back(
+    server: MlflowServer, clock: list[int]
+) -> None:
+    client = MlflowClient(server.uri)
+    run_id = client.create_run(client.create_experiment("outage")).info.run_id
+    tracker = RunTracker(run_id, client)
+    train_steps(tracker, range(1, 3))
+    with hung(server):
+        # one try each: MLflow's own retries held such a call for minutes (254 s in the reliability benchmark)
+        assert max(timed_steps(tracker, range(3, 5))) < METRIC_TIMEOUT_S + 2
+        assert buffered_steps(tracker.metric_buffer.path) == [3] * 4 + [4] * 4
+        with pytest.raises(AdapterflowError, match=f"8 metrics of run {run_id} were not delivered and are kept in "
+                                                   f"{tracker.metric_buffer.path}"):
+            tracker.flush_metrics(deadline_s=0)  # finishing while the server is still down fails
+    train_steps(tracker, range(5, 6))  # the server answers again, and also the requests it had not answered
+    tracker.flush_metrics(deadline_s=60)
+
+    assert not tracker.metric_buffer.path.exists()
+    assert history(client, run_id, "train/loss") == [(s, clock[s - 1], 2.0 / s) for s in range(1, 6)]
+    client.delete_run(run_id)
+    with pytest.raises(MlflowException) as deleted:  # the server refuses: raised, not buffered
+        train_steps(tracker, range(6, 7))
+    assert deleted.value.error_code == "INVALID_PARAMETER_VALUE" and not tracker.metric_buffer.path.exists()
+
+
+def test_a_refused_connection_costs_a_step_no_wait_and_no_secret_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("ADAPTERFLOW_HOME", str(tmp_path / "home"))
+    password = "s3cret-in-the-uri"
+    caplog.set_level(logging.DEBUG)
+    with socket.socket() as closed:  # bound, not listening: connections are refused, as by a stopped server
+        closed.bind(("127.0.0.1", 0))
+        tracker = RunTracker("0" * 32, MlflowClient(f"http://user:{password}@127.0.0.1:{closed.getsockname()[1]}"))
+        seconds = timed_steps(tracker, range(1, 4))
+        with pytest.raises(AdapterflowError) as error:
+            tracker.flush_metrics(deadline_s=0)
+
+    assert max(seconds) < 1  # MLflow's own retries: 7, about 4 minutes of backoff
+    assert buffered_steps(tracker.metric_buffer.path) == [1] * 4 + [2] * 4 + [3] * 4
+    assert str(tracker.metric_buffer.path) in str(error.value)
+    warnings = [record.getMessage() for record in caplog.records if "MLflow unreachable" in record.getMessage()]
+    assert len(warnings) == 1 and "buffering 4 metrics" in warnings[0]
+    assert password not in caplog.text and password not in str(error.value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.reliability import line_outcomes, quarantine_changed, step_gaps, validate_verdict
+from benchmarks.reliability import line_outcomes, quarantine_changed, step_gaps, step_gaps_s, validate_verdict
 from benchmarks.reliability_leaks import occurrences
 from benchmarks.reliability_lines import KEPT, FuzzLine, expected_outcomes, fuzz_lines
 
@@ -11,6 +11,11 @@ def test_step_gaps_finds_missing_and_repeated_steps() -> None:
     assert step_gaps([1, 2, 3], range(1, 4)) == ([], [])
     assert step_gaps([1, 3, 3, 5, 5, 5], range(1, 6)) == ([2, 4], [3, 5])
     assert step_gaps([], range(1, 3)) == ([1, 2], [])
+
+
+def test_step_gaps_s_gives_the_longest_and_the_median_gap_between_logged_steps() -> None:
+    assert step_gaps_s([0, 1000, 2500, 3500, 34000]) == (30.5, 1.25)
+    assert step_gaps_s([5000]) == (0.0, 0.0)
 
 
 def test_validate_verdicts() -> None:

@@ -3,7 +3,8 @@
 Stages log through the client with an explicit run id: tasks may run in other threads or on other
 machines, where MLflow's thread-local "active run" does not exist. Every param, tag, text, table and
 artifact passes the tracker's Redactor (adapterflow/tracking/redaction.py) on its way. Metrics that meet an MLflow
-outage wait in the run's metric buffer (adapterflow/tracking/metric_buffer.py) instead of failing the stage.
+outage wait in the run's metric buffer (adapterflow/tracking/metric_buffer.py) instead of failing the stage; they
+reach a server in one short try (adapterflow/tracking/metric_sender.py), so an outage does not stall training.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from adapterflow.tracking.metric_buffer import (
     metric_buffer_path,
     outage_start,
 )
+from adapterflow.tracking.metric_sender import send_metric_batch
 from adapterflow.tracking.redaction import Redactor
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ TAG_FLOW_RUN = "prefect.flow_run_id"
 TAG_RUN_NAME = "adapterflow.run_name"
 TAG_RUN_KIND = "adapterflow.kind"  # finetune | data-check
 TAG_WARM_START = "adapterflow.warm_start_from"  # models:/NAME/VERSION a warm-started training continued
+TAG_STOPPED_EARLY = "adapterflow.stopped_early"  # why training ended before epochs or max_steps, and at which step
 TAG_FAILURE = "adapterflow.failure"  # why a failed run failed (the error's message, redacted)
 TAG_CHECKPOINT = "adapterflow.checkpoint"  # the newest complete training checkpoint: the run can be resumed
 TAG_RESUMED = "adapterflow.resumed"  # how many times an interrupted run was resumed
@@ -196,8 +199,9 @@ class RunTracker:
             delay = backoff_delay(attempt)
             if time.monotonic() - started + delay > deadline_s:
                 waiting = len(self.metric_buffer.read())
+                server = self.redactor.text(self.client.tracking_uri)
                 raise AdapterflowError(
-                    f"MLflow at {self.redactor.text(tracking_uri())} is still unreachable after {deadline_s:.0f} s "
+                    f"MLflow at {server} is still unreachable after {deadline_s:.0f} s "
                     f"({classify_failure(error).reason}): {waiting} metrics of run {self.run_id} were not delivered "
                     f"and are kept in {self.metric_buffer.path}",
                     hint="once the server answers, deliver them (with the same ADAPTERFLOW_HOME): python -c "
@@ -214,7 +218,7 @@ class RunTracker:
         sent = 0
         try:
             for start in range(0, len(pending), METRIC_BATCH):
-                self.client.log_batch(self.run_id, metrics=pending[start : start + METRIC_BATCH], synchronous=True)
+                send_metric_batch(self.client, self.run_id, pending[start : start + METRIC_BATCH])
                 sent = min(start + METRIC_BATCH, len(pending))
         except Exception as error:
             verdict = classify_failure(error)
