@@ -45,16 +45,16 @@ def reset_peak() -> None:
         refs.write("5")
 
 
-def lora_model(model_dir: str, attention: str, precision: str, length: int):
-    """SmolLM2 with LoRA r=16 on all linear layers, built the way the training stage builds it."""
+def lora_model(model_dir: str, attention: str, precision: str, length: int, device: str = "cpu"):
+    """SmolLM2 with LoRA r=16 on all linear layers, built the way the training stage builds it on `device`."""
     import torch
 
     from adapterflow.methods.build import build_trainable, spec_for
     from schemas.method import LoraMethod
 
     method = LoraMethod(type="lora", r=16, alpha=32, dropout=0.0, target_modules="all-linear")
-    spec = spec_for(method, "sft", [], 0, precision, length)
-    return build_trainable(method, model_dir, spec, torch.device("cpu"), total_steps=100, attention=attention)
+    spec = spec_for(method, "sft", [], 0, precision, length, device_type=device)
+    return build_trainable(method, model_dir, spec, torch.device(device), total_steps=100, attention=attention)
 
 
 def packed_batch(examples: int, example_length: int, row_tokens: int, vocab: int) -> dict:
@@ -68,19 +68,22 @@ def packed_batch(examples: int, example_length: int, row_tokens: int, vocab: int
     return PackedCollator(pad_token_id=0, row_tokens=row_tokens)([{"input_ids": ids, "labels": ids} for ids in rows])
 
 
-def training_step(model, batch: dict, optimizer, precision: str, update: bool = True) -> None:
-    """Forward, backward and (with `update`) optimizer step as the trainer runs them (projected next-token loss)."""
-    import torch
-
+def training_step(model, batch: dict, optimizer, precision: str, update: bool = True, fused: bool = False):
+    """Forward, backward and (with `update`) optimizer step as the trainer runs them (projected next-token loss,
+    or with `fused` Liger-Kernel's fused linear cross-entropy), on the model's device; returns the loss."""
     from adapterflow.core.devices import autocast
     from adapterflow.tokenization.packing import next_token_loss
+    from adapterflow.training.fused_loss import fused_next_token_loss
 
-    with autocast(torch.device("cpu"), precision):
-        loss, _ = next_token_loss(model, batch)
+    device = next(model.parameters()).device
+    with autocast(device, precision):
+        on_device = {name: tensor.to(device) for name, tensor in batch.items()}
+        loss, _ = (fused_next_token_loss if fused else next_token_loss)(model, on_device)
     loss.backward()
     if update:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
 
 
 def measure(model_dir: str, attention: str, rows: int, length: int, precision: str, steps: int, queue) -> None:

@@ -24,3 +24,11 @@ def in_child(target: Callable[..., None], *args: Any) -> Any:
                 raise RuntimeError(f"{target.__name__} exited with code {process.exitcode} without a result") from None
     process.join()
     return result
+
+
+def in_process(target: Callable[..., None], *args: Any) -> Any:
+    """Run target(*args, queue) here and return what it puts on the queue: in_child's interface without a process
+    (a dry run's tiny models, or several runs on one GPU whose peak statistics are reset between them)."""
+    results: queues.SimpleQueue = queues.SimpleQueue()
+    target(*args, results)
+    return results.get_nowait()

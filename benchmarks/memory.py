@@ -15,6 +15,9 @@ memory likewise), as the trainer computes it for CPU.
 --live repeats each size with glibc's dynamic mmap threshold off (MALLOC_MMAP_THRESHOLD_), so that freed
 blocks go back to the system at once and the peak is close to that of the live tensors alone: the estimate
 without its CPU heap allowance is checked against that column.
+
+On CUDA (benchmarks/cuda_check.py) `measure` compares the estimate without heap allowance, as the trainer makes it
+there, with torch.cuda.max_memory_allocated above the loaded model, optionally with the fused loss.
 """
 
 from __future__ import annotations
@@ -37,8 +40,11 @@ MIB = 2**20
 DEFAULT_SIZES = ["1x256:eager", "4x256:eager", "8x256:eager", "2x1024:eager", "2x1024:sdpa", "4x1024:sdpa"]
 
 
-def measure(model_dir: str, batch: int, max_length: int, attention: str, precision: str, queue) -> None:
-    """Two steps of `batch` full-length examples in this fresh process: the estimates and the measured peak, in bytes."""
+def measure(model_dir: str, batch: int, max_length: int, attention: str, precision: str, device: str, fused: bool,
+            queue) -> None:
+    """Two steps of `batch` full-length examples on `device` in this fresh process (with `fused`, the fused loss):
+    the estimates and the measured peak above the loaded model, in bytes (CPU: resident, CUDA: allocated), and
+    the first step's loss."""
     import torch
 
     from adapterflow.methods.memory import CPU_HEAP_RETENTION, estimate_memory
@@ -47,13 +53,14 @@ def measure(model_dir: str, batch: int, max_length: int, attention: str, precisi
 
     torch.manual_seed(0)
     row = PACK_ROWS_OF * max_length
-    model = lora_model(model_dir, attention, precision, max_length)
+    cuda = device == "cuda"
+    model = lora_model(model_dir, attention, precision, max_length, device)
     estimates = {
         name: estimate_memory(model, tokens_per_micro_batch=batch * max_length, sequence_length=row,
                               precision=precision, gradient_checkpointing=False, optimizer="adamw_torch_fused",
                               full_backward=True, attention_scores=attention in SCORE_KEEPING_KERNELS,
-                              heap_retention=retention)
-        for name, retention in (("estimate", CPU_HEAP_RETENTION), ("live_estimate", 0.0))
+                              heap_retention=retention, fused_loss=fused)
+        for name, retention in (("estimate", 0.0 if cuda else CPU_HEAP_RETENTION), ("live_estimate", 0.0))
     }
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
     batch_rows = packed_batch(batch, max_length, row, model.config.vocab_size)
@@ -61,12 +68,17 @@ def measure(model_dir: str, batch: int, max_length: int, attention: str, precisi
         for parameter in model.parameters():
             parameter.sum()
     gc.collect()
-    baseline = resident_kib("VmRSS")
-    reset_peak()
-    for _ in range(2):  # the second step finds the optimizer state and the first step's freed blocks
-        training_step(model, batch_rows, optimizer, precision)
+    if cuda:
+        baseline = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        baseline = resident_kib("VmRSS") * 1024
+        reset_peak()
+    # the second step finds the optimizer state and the first step's freed blocks
+    losses = [float(training_step(model, batch_rows, optimizer, precision, fused=fused)) for _ in range(2)]
+    peak = torch.cuda.max_memory_allocated() if cuda else resident_kib("VmHWM") * 1024
     queue.put({name: value.total - value.weights for name, value in estimates.items()}
-              | {"measured": (resident_kib("VmHWM") - baseline) * 1024,
+              | {"measured": peak - baseline, "loss": losses[0],
                  "rows": int(batch_rows["input_ids"].shape[0]), "width": int(batch_rows["input_ids"].shape[1])})
 
 
@@ -94,13 +106,13 @@ def main() -> None:
         shape, _, attention = size.partition(":")
         batch, max_length = (int(part) for part in shape.split("x"))
         attention = attention or "eager"
-        result = in_child(measure, model_dir, batch, max_length, attention, precision)
+        result = in_child(measure, model_dir, batch, max_length, attention, precision, "cpu", False)
         line = (f"{shape:>18} {attention:>6} {result['rows']:>4}x{result['width']:<4} {result['estimate'] / MIB:>9,.0f} "
                 f"{result['measured'] / MIB:>9,.0f} {result['estimate'] / result['measured']:>6.2f}")
         if args.live:
             os.environ["MALLOC_MMAP_THRESHOLD_"] = str(128 * 1024)  # read by the spawned child's allocator
             try:
-                live = in_child(measure, model_dir, batch, max_length, attention, precision)
+                live = in_child(measure, model_dir, batch, max_length, attention, precision, "cpu", False)
             finally:
                 del os.environ["MALLOC_MMAP_THRESHOLD_"]
             line += (f" {live['live_estimate'] / MIB:>9,.0f} {live['measured'] / MIB:>9,.0f} "
