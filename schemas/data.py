@@ -175,18 +175,29 @@ class SplitConfig(StrictModel):
         50, ge=0, description="warn when leakage removal leaves fewer eval rows than this, or than the split held "
         "out when that is fewer (a small dataset); 0: never warn"
     )
-    seed: int = Field(0, description="salt of the hash that assigns rows to train or eval")
+    validation_size: float = Field(
+        0.05, ge=0, description="share of the training rows (0-1) or number of rows (>= 1) carved from train as the "
+        "validation split, which early stopping, the best step and sweeps select on (the eval set stays for "
+        "evaluate); 0: none"
+    )
+    max_validation_rows: int | None = Field(
+        64, ge=1, description="cap on validation rows: each measurement while training runs the model over all of them"
+    )
+    min_validation_rows: int = Field(
+        8, ge=1, description="fewer would make a curve too noisy to stop on: below it, no validation split (logged)"
+    )
+    seed: int = Field(0, description="salt of the hash that assigns rows to train, eval or validation")
     eval_set: Literal["frozen", "refresh", "resplit"] = Field(
         "frozen", description="frozen: the registered model's first run stores its eval rows and every later run "
         "evaluates on them (new rows go to train, copies of eval rows leave train); refresh: freeze a new eval set "
         "from the current data (what `adapterflow eval-set refresh` runs); resplit: split anew every run, store nothing"
     )
 
-    @field_validator("eval_size")
+    @field_validator("eval_size", "validation_size")
     @classmethod
-    def _share_or_count(cls, value: float) -> float:
+    def _share_or_count(cls, value: float, info: ValidationInfo) -> float:
         if value >= 1 and value != int(value):
-            raise ValueError("eval_size must be a share below 1 (e.g. 0.1) or a whole number of rows")
+            raise ValueError(f"{info.field_name} must be a share below 1 (e.g. 0.1) or a whole number of rows")
         return value
 
 

@@ -1,6 +1,7 @@
 """Split: a registered model's frozen eval set, or (first run, refresh, resplit) a seeded train/eval split by
 prompt hash whose eval examples that repeat a training example (question and answer together) are removed,
-with a warning when too few eval rows are left to decide promotion on.
+with a warning when too few eval rows are left to decide promotion on; then a validation split carved from
+train the same way, which everything that selects while training reads.
 
 With a frozen eval set every new row goes to train except copies (exact or near, whole example) of a frozen
 eval row: those are counted as leakage against the frozen set and left out.
@@ -70,6 +71,9 @@ def split(
     leaked = result.dropped.get("split.leak_exact", 0) + result.dropped.get("split.leak_near", 0)
     tracker.log_metrics({
         "data/train_split_rows": result.train.rows, "data/eval_split_rows": result.eval.rows,
+        "data/validation_split_rows": result.validation.rows if result.validation else 0,
+        "data/validation_leaks": result.dropped.get("split.validation_leak_exact", 0)
+        + result.dropped.get("split.validation_leak_near", 0),
         "data/leak_exact": result.dropped.get("split.leak_exact", 0),
         "data/leak_near": result.dropped.get("split.leak_near", 0),
         "data/eval_rows_before_leakage": result.eval.rows + leaked, "data/eval_rows_after_leakage": result.eval.rows,
@@ -79,6 +83,8 @@ def split(
     # each side under its own content digest (the fingerprint covers both): runs on the same eval set show the same
     tracker.log_dataset(result.train.path, "train", "training", content_digest(result.train))
     tracker.log_dataset(result.eval.path, "eval", "evaluation", content_digest(result.eval))
+    if result.validation is not None:
+        tracker.log_dataset(result.validation.path, "validation", "validation", content_digest(result.validation))
     logger = stage_logger()
     logger.info(
         "split %d train / %d eval rows (%d eval rows before leakage removal; leaked: %s), dataset fingerprint %s",
@@ -90,6 +96,13 @@ def split(
     if change:
         logger.warning("the champion was evaluated on another eval set (%s): its comparison with this run is made "
                        "on the new set, not on the numbers it was promoted with", change)
+    if result.validation is not None:
+        logger.info("validation split: %d rows carved from train (data.split.validation_size %g), what early "
+                    "stopping and sweeps select on", result.validation.rows, config.validation_size)
+    elif config.validation_size == 0:
+        logger.info(result.validation_note)
+    else:
+        logger.warning("%s (data.split.validation_size, min_validation_rows)", result.validation_note)
     if result.eval_warning:
         logger.warning(result.eval_warning)
     return result

@@ -145,7 +145,7 @@ def select_max_length(split: SplitResult, tokenizer: TaskTokenizer, config: Toke
 
 
 def tokenize_splits(split: SplitResult, base: BaseModelRef, config: TokenizeConfig, storage: Storage) -> TokenizedData:
-    """Tokenize train and eval into the store's tokenized/<key>/, or reuse what is there."""
+    """Tokenize train, eval and validation into the store's tokenized/<key>/, or reuse what is there."""
     task = split.train.task
     tokenizer = load_tokenizer(base.path)
     labels = label_names(split.train) if task == "classification" else []
@@ -162,7 +162,8 @@ def tokenize_splits(split: SplitResult, base: BaseModelRef, config: TokenizeConf
     chosen.max_length = choice.max_length
     staging = storage.staging_dir("tokenized")
     counts, dropped, stats = {}, Counter(), Counter()
-    for name, table in (("train", split.train), ("eval", split.eval)):
+    sides = {"train": split.train, "eval": split.eval, "validation": split.validation}
+    for name, table in ((name, table) for name, table in sides.items() if table is not None):
         counts[name], split_dropped, split_stats = tokenize_table(table, chosen, staging / f"{name}.parquet")
         dropped.update(split_dropped)
         stats.update(split_stats)
@@ -172,12 +173,13 @@ def tokenize_splits(split: SplitResult, base: BaseModelRef, config: TokenizeConf
         "label_names": labels,
         "train_rows": counts["train"],
         "eval_rows": counts["eval"],
+        "validation_rows": counts.get("validation", 0),
         "dropped": dict(dropped),
         "max_length": choice.max_length,
         "max_length_rule": choice.rule,
         "stats": {
             "truncated_share": stats["truncated"] / max(stats["examples"], 1),
-            "end_of_turn_share": stats["with_end_of_turn"] / max(counts["train"] + counts["eval"], 1),
+            "end_of_turn_share": stats["with_end_of_turn"] / max(sum(counts.values()), 1),
             "tokens": float(stats["tokens"]),
             "label_tokens": float(stats["label_tokens"]),
         } | {f"length_{name}": value for name, value in length_percentiles(train_lengths[train_lengths > 0]).items()},
@@ -189,12 +191,13 @@ def tokenize_splits(split: SplitResult, base: BaseModelRef, config: TokenizeConf
 
 @stage("tokenize", retries=2)
 def tokenize(split: SplitResult, base: BaseModelRef, config: TokenizeConfig, run: RunContext) -> TokenizedData:
-    """Tokenize both splits with the base model's tokenizer and log token statistics and the length chosen."""
+    """Tokenize the splits with the base model's tokenizer and log token statistics and the length chosen."""
     result = tokenize_splits(split, base, config, run_storage(run))
     RunTracker(run.mlflow_run_id).log_metrics(
         {f"data/{name}": value for name, value in result.stats.items()}
         | {f"data/dropped/{reason}": count for reason, count in result.dropped.items()}
-        | {"data/train_rows": result.train_rows, "data/eval_rows": result.eval_rows, "data/max_length": result.max_length}
+        | {"data/train_rows": result.train_rows, "data/eval_rows": result.eval_rows,
+           "data/validation_rows": result.validation_rows, "data/max_length": result.max_length}
     )
     logger = stage_logger()
     stats = result.stats

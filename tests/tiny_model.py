@@ -79,7 +79,7 @@ def tiny_config(tiny_model_dir: Path, sources: list[dict] | None = None, **secti
         "base_model": str(tiny_model_dir),
         "data": {
             "sources": sources or [{"path": str(ASSETS / "alpaca.jsonl")}, {"path": str(ASSETS / "chat.jsonl")}],
-            "split": {"eval_size": 0.2, "seed": 1},
+            "split": {"eval_size": 0.2, "seed": 1, "validation_size": 4, "min_validation_rows": 4},
             "validation": {"min_rows": 10},
         },
         "tokenize": {"max_length": 128},

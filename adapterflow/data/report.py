@@ -28,7 +28,8 @@ def data_counts(
 ) -> dict[str, Any]:
     """Counts at every stage with each drop reason; `reconciled` checks that every input row is accounted for."""
     dropped = {**cleaned.dropped, **redacted.dropped, **deduped.dropped, **splits.dropped, **tokenized.dropped}
-    accounted = ingested.quarantined + sum(dropped.values()) + tokenized.train_rows + tokenized.eval_rows
+    accounted = (ingested.quarantined + sum(dropped.values()) + tokenized.train_rows + tokenized.eval_rows
+                 + tokenized.validation_rows)
     accounted -= splits.eval_rows_not_in_data  # frozen eval rows the data no longer holds are no input rows
     return {
         "input_rows": ingested.input_rows,
@@ -41,6 +42,7 @@ def data_counts(
         "leaked_eval_rows": splits.dropped.get("split.leak_exact", 0) + splits.dropped.get("split.leak_near", 0),
         "eval_rows_after_leakage": splits.eval.rows,
         "eval_warning": splits.eval_warning,
+        "validation_note": splits.validation_note,  # why there is no validation split
         "pii": {"action": redacted.action, "rows": redacted.rows_with_pii, "by_type": redacted.found},
         "stages": {
             "ingested": ingested.table.rows,
@@ -49,9 +51,11 @@ def data_counts(
             "dedup": deduped.table.rows,
             "split_train": splits.train.rows,
             "split_eval": splits.eval.rows,
+            "split_validation": splits.validation.rows if splits.validation else 0,
         },
         "train_rows": tokenized.train_rows,
         "eval_rows": tokenized.eval_rows,
+        "validation_rows": tokenized.validation_rows,
         "reconciled": accounted == ingested.input_rows,
     }
 

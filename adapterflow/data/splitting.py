@@ -1,6 +1,6 @@
 """The train/eval split, stored under its fingerprint: rows go to eval by a seeded hash of their prompt (rows
 sharing a prompt share a side) and eval rows that repeat a training example are removed; or, given a frozen eval
-set, every other row goes to train."""
+set, every other row goes to train. Then the validation split is carved from train (data/validation_split.py)."""
 
 from __future__ import annotations
 
@@ -10,27 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from adapterflow.core.errors import DataError
 from adapterflow.core.hashing import KEY_LENGTH, RowHasher
 from adapterflow.data.frozen_split import train_beside_frozen
 from adapterflow.data.leak_removal import eval_size_warning, remove_leaks
-from adapterflow.data.minhash import mix64
-from adapterflow.data.scan import read_group, scan_table
-from adapterflow.data.tables import TableWriter, iter_rows, open_parquet
+from adapterflow.data.scan import scan_table
+from adapterflow.data.sides import split_positions, write_sides
+from adapterflow.data.tables import iter_rows
+from adapterflow.data.validation_split import carve_validation
 from adapterflow.storage.records import DataTable, FilterResult, SplitResult
 from adapterflow.storage.store import Storage
 from schemas.data import LeakageConfig, SplitConfig
 
-HASH_SCALE = float(1 << 64)
 FINGERPRINT_FILE = "fingerprint.txt"  # written last: its presence marks a complete dataset folder
-
-
-def split_positions(prompt_keys: np.ndarray, seed: int) -> np.ndarray:
-    """A uniform number in [0, 1) per row from its folded prompt: rows sharing a prompt share a side."""
-    salt = np.uint64((seed * 0x9E3779B97F4A7C15 + 1) % (1 << 64))
-    return mix64(prompt_keys[:, 0] ^ salt).astype(np.float64) / HASH_SCALE
 
 
 def eval_threshold(positions: np.ndarray, config: SplitConfig) -> float:
@@ -40,19 +33,6 @@ def eval_threshold(positions: np.ndarray, config: SplitConfig) -> float:
         wanted = min(wanted, config.max_eval_rows)
     wanted = min(max(wanted, 1), len(positions) - 1)
     return float(np.nextafter(np.partition(positions, wanted - 1)[wanted - 1], 1.0))
-
-
-def write_sides(table: DataTable, to_eval: np.ndarray, folder: Path) -> tuple[DataTable, DataTable]:
-    """Stream the table into train and eval files by the per-row mask."""
-    with (TableWriter(folder / "train.parquet", table.task, "zstd") as train,
-          TableWriter(folder / "eval.parquet", table.task, "zstd") as held_out):
-        start, groups = 0, open_parquet(table.path).metadata.num_row_groups
-        for batch in (read_group(table.path, group) for group in range(groups)):
-            mask = to_eval[start : start + batch.num_rows]
-            held_out.write_batch(batch.filter(pa.array(mask)))
-            train.write_batch(batch.filter(pa.array(~mask)))
-            start += batch.num_rows
-        return train.close(), held_out.close()
 
 
 def content(row: dict[str, Any]) -> dict[str, Any]:
@@ -68,9 +48,10 @@ def content_digest(table: DataTable) -> str:
     return hasher.hexdigest()
 
 
-def fingerprint(train: DataTable, held_out: DataTable) -> str:
-    """sha256 over the canonical content of both sides, in order (provenance excluded)."""
-    return hashlib.sha256(f"{content_digest(train)}:{content_digest(held_out)}".encode()).hexdigest()
+def fingerprint(train: DataTable, held_out: DataTable, validation: DataTable | None = None) -> str:
+    """sha256 over the canonical content of every side, in order (provenance excluded)."""
+    digests = [content_digest(table) for table in (train, held_out, validation) if table is not None]
+    return hashlib.sha256(":".join(digests).encode()).hexdigest()
 
 
 def eval_set_id(held_out: DataTable) -> str:
@@ -105,7 +86,9 @@ def split_rows(
             if leakage.enabled:
                 held_out, dropped, examples = remove_leaks(train, held_out, leakage, staging, workers)
             warning = eval_size_warning(before, held_out.rows, dropped, examples, config)
-        digest = fingerprint(train, held_out)
+        carved = carve_validation(train, config, leakage, staging, workers)
+        train, validation, dropped = carved.train, carved.validation, dropped | carved.dropped
+        digest = fingerprint(train, held_out, validation)
         eval_set = eval_set_id(held_out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -123,6 +106,8 @@ def split_rows(
         uri=storage.uri("datasets", key),
         train=train.model_copy(update={"path": str(target / "train.parquet")}),
         eval=held_out.model_copy(update={"path": str(target / "eval.parquet")}),
+        validation=validation.model_copy(update={"path": str(target / "validation.parquet")}) if validation else None,
+        validation_note=carved.note,
         fingerprint=digest, dropped=dropped, leak_examples=examples, eval_warning=warning, skipped=skipped,
         eval_set=eval_set, eval_rows_not_in_data=not_in_data,
     )

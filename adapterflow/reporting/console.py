@@ -47,6 +47,7 @@ def data_table(data: dict[str, Any]) -> Table:
     table.add_row("eval rows leaked from train (removed)", str(data["leaked_eval_rows"]))
     table.add_row("train rows", str(data["train_rows"]))
     table.add_row("eval rows", str(data["eval_rows"]))
+    table.add_row("validation rows (from train)", str(data.get("validation_rows", 0)))
     table.add_row("[dim]counts reconcile[/]", "yes" if data["reconciled"] else "[red]NO[/]")
     return table
 
@@ -55,6 +56,8 @@ def render_data_warnings(console: Console, data: dict[str, Any]) -> None:
     """What the data stages warned about and a person should read before trusting the run's numbers."""
     if data.get("eval_warning"):
         console.print(f"[bold yellow]warning[/]: {data['eval_warning']}", highlight=False)
+    if data.get("validation_note"):
+        console.print(f"[bold yellow]note[/]: {data['validation_note']}", highlight=False)
 
 
 def render_data_check(console: Console, summary: dict[str, Any], ui_command: str) -> None:
@@ -118,6 +121,11 @@ def render_summary(console: Console, summary: dict[str, Any], ui_command: str) -
         + (" [dim](adapter reused from cache)[/]" if "train" in summary["skipped"] else ""),
         highlight=False,
     )
+    if "train/best_step" in training:
+        console.print(
+            f"  {training['train/steps']:.0f} steps, weights of step {training['train/kept_step']:.0f} kept (best "
+            f"val/loss {training['val/best_loss']:.4f} at step {training['train/best_step']:.0f}); stopped "
+            f"{summary.get('stopped_early') or 'at its end (epochs or max_steps)'}", highlight=False)
     verdict = "[bold green]PROMOTED[/]" if summary["promoted"] else "[bold yellow]NOT PROMOTED[/]"
     console.print(f"[bold]Registry[/]: {summary['registered_model']} version {summary['model_version']} {verdict}"
                   + (" [dim](identical adapter: no new version registered)[/]"

@@ -96,9 +96,13 @@ class ValidationResult(StageRecord):
 class SplitResult(StageRecord):
     train: DataTable
     eval: DataTable
+    validation: DataTable | None = Field(None, description="rows carved from train for selecting while training")
+    validation_note: str | None = Field(None, description="why there is no validation split")
     fingerprint: str
-    uri: str = Field(description="the store's datasets/<fingerprint> folder holding train.parquet and eval.parquet")
-    dropped: dict[str, int] = Field(default_factory=dict, description="eval rows removed as leaked, by kind")
+    uri: str = Field(description="the store's datasets/<fingerprint> folder holding train.parquet, eval.parquet "
+                                 "and validation.parquet")
+    dropped: dict[str, int] = Field(default_factory=dict, description="eval and validation rows removed as leaked, "
+                                                                       "by kind")
     leak_examples: list[dict] = Field(default_factory=list)
     eval_warning: str | None = Field(None, description="why the eval set left after leakage removal is too small")
     eval_set: str = Field("", description="id (content hash) of the eval rows: the model's frozen eval set unless resplit")
@@ -112,6 +116,7 @@ class TokenizedData(StageRecord):
     label_names: list[str] = Field(default_factory=list, description="classification: class names by index")
     train_rows: int
     eval_rows: int
+    validation_rows: int = Field(0, description="0: no validation split")
     dropped: dict[str, int]
     stats: dict[str, float]
     max_length: int = Field(description="longest example in tokens (pretrain: chunk length): tokenize.max_length "
@@ -124,6 +129,7 @@ class TrainResult(StageRecord):
     uri: str = Field(description="the store's adapters/<key> folder; the trained artifact is its adapter/ folder")
     metrics: dict[str, float]
     warm_start_from: str | None = Field(None, description="models:/NAME/VERSION the training continued from")
+    stopped_early: str | None = Field(None, description="why training ended before epochs or max_steps")
 
 
 class EvalResult(StageRecord):

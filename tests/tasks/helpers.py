@@ -32,9 +32,10 @@ def questions(count: int) -> list[dict]:
             for i in range(count)]
 
 
-def tokenized_questions(folder: Path, model_dir: Path, rows: int, eval_size: float):  # noqa: ANN201
-    """(store, base model, tokenized data) of `rows` questions split and tokenized for the tiny model: what a
-    training test trains on."""
+def tokenized_questions(folder: Path, model_dir: Path, rows: int, eval_size: float,  # noqa: ANN201
+                        validation_rows: int = 0):
+    """(store, base model, tokenized data) of `rows` questions split (with `validation_rows` carved from train)
+    and tokenized for the tiny model: what a training test trains on."""
     from adapterflow.core.home import Home
     from adapterflow.data.splitting import split_rows
     from adapterflow.storage.records import BaseModelRef
@@ -47,6 +48,7 @@ def tokenized_questions(folder: Path, model_dir: Path, rows: int, eval_size: flo
     home.cache.mkdir(parents=True)
     storage = Storage.local(home.cache)
     base = BaseModelRef(name="tiny", path=str(model_dir), sha256="x")
-    split = split_rows(filtered(folder / "data", questions(rows)), SplitConfig(eval_size=eval_size, max_eval_rows=None),
-                       LeakageConfig(enabled=False), storage, 1)
+    config = SplitConfig(eval_size=eval_size, max_eval_rows=None, validation_size=validation_rows,
+                         min_validation_rows=max(validation_rows, 1))
+    split = split_rows(filtered(folder / "data", questions(rows)), config, LeakageConfig(enabled=False), storage, 1)
     return storage, base, tokenize_splits(split, base, TokenizeConfig(max_length=64), storage)

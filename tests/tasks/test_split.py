@@ -41,7 +41,7 @@ def test_split_is_deterministic_and_sized(tmp_path: Path) -> None:
     config = SplitConfig(eval_size=0.1, max_eval_rows=None)
     first = split_rows(filtered(tmp_path / "a", questions(200)), config, NO_LEAK_CHECK, Storage.local(home.cache), 1)
     second = split_rows(filtered(tmp_path / "b", questions(200)), config, NO_LEAK_CHECK, Storage.local(home.cache), 2)
-    assert first.eval.rows == 20 and first.train.rows == 180
+    assert first.eval.rows == 20 and first.validation.rows == 9 and first.train.rows == 171  # validation: 5% of 180
     assert first.fingerprint == second.fingerprint and second.skipped
     assert eval_prompts(first) == eval_prompts(second)
 
@@ -157,7 +157,7 @@ def test_split_stage_logs_eval_size_after_leakage_and_warns(tmp_path: Path, home
     run = RunContext(run_name="r", run_dir=str(tmp_path), home=str(home.root),
                      mlflow_run_id=client.create_run(client.create_experiment("split")).info.run_id,
                      experiment="split", config_sha256="c", storage=str(home.cache))
-    config = SplitConfig(eval_size=0.5, max_eval_rows=None, min_eval_rows=40)
+    config = SplitConfig(eval_size=0.5, max_eval_rows=None, min_eval_rows=40, validation_size=0)
     with caplog.at_level(logging.WARNING, logger="adapterflow"):
         result = split.fn(filtered(tmp_path / "a", rows), config, LeakageConfig(), 1, run)
     metrics = client.get_run(run.mlflow_run_id).data.metrics

@@ -27,7 +27,7 @@ from schemas.data import LeakageConfig, SplitConfig
 from tasks.split import eval_set_change, split, split_with_eval_set
 from tests.tasks.helpers import chat, filtered, questions
 
-FROZEN = SplitConfig(eval_size=0.1, max_eval_rows=20, min_eval_rows=0)
+FROZEN = SplitConfig(eval_size=0.1, max_eval_rows=20, min_eval_rows=0, validation_size=0)  # eval side only here
 
 
 def examples(table) -> set[tuple[str, str]]:

@@ -121,7 +121,7 @@ def test_the_chosen_max_length_reaches_training(tmp_path: Path, base: BaseModelR
 
     def fake_train(*args, **options):
         seen.update(options)
-        return SimpleNamespace(metrics={"train/final_loss": 1.0}, history=[])
+        return SimpleNamespace(metrics={"train/final_loss": 1.0}, history=[], stopped_early=None)
 
     monkeypatch.setattr(tasks.train, "train_adapter", fake_train)
     config = PipelineConfig(name="t", base_model=str(base.path), data={"sources": [{"path": str(ASSETS / "chat.jsonl")}]},
