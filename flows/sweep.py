@@ -20,7 +20,7 @@ def sweep(config: PipelineConfig, trials: int | None = None) -> dict[str, Any]:
     """Search the config's `sweep:` ranges with Optuna and write the best trial's config.
 
     base model -> data (ingest ... tokenize, once for all trials, see flows/data.py) -> search: `trials` trials,
-    each trained and judged by its eval loss in a nested MLflow run under this one, pruned on the way (on the GPU
+    each trained and judged by its validation loss in a nested MLflow run under this one, pruned on the way (on the GPU
     pool in distributed mode, see flows/gpu.py) -> the best config written and logged. Running the finetune flow
     on that config then reuses the best trial's adapter from the store (`adapterflow sweep --register` does).
     """

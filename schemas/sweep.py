@@ -108,11 +108,12 @@ class SweepConfig(StrictModel):
         "training.learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}; training.* and method.* settings only")
     trials: int = Field(8, ge=1, description="trials when the command gives no --trials")
     eval_steps: int = Field(
-        10, ge=1, description="every N optimizer steps each trial measures its loss on the eval split; trials are "
-        "judged by that loss at their last step, and pruned on the way")
+        10, ge=1, description="every N optimizer steps each trial measures its loss on the validation split; trials "
+        "are judged by that loss at the step they keep (the best under early stopping, else the last), and pruned "
+        "on the way")
     pruner: Literal["median", "none"] = Field(
-        "median", description="median: stop a trial whose intermediate eval loss is worse than the median of earlier "
-        "trials at the same step (Optuna's MedianPruner); none: every trial runs to its end")
+        "median", description="median: stop a trial whose intermediate validation loss is worse than the median of "
+        "earlier trials at the same step (Optuna's MedianPruner); none: every trial runs to its end")
     startup_trials: int = Field(2, ge=0, description="trials that always run to their end before any is pruned")
     sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna's TPE sampler, or uniform random draws")
     seed: int = Field(0, description="seed of the sampler: the same sweep draws the same trials")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from schemas.base import StrictModel
 
@@ -27,11 +28,47 @@ class DistributedConfig(StrictModel):
     )
 
 
+class EarlyStoppingConfig(StrictModel):
+    """Stop when the validation curve stops improving; the best step's weights are what gets evaluated."""
+
+    enabled: bool = Field(True, description="stop early on the validation curve (needs a validation split)")
+    patience: int = Field(3, ge=1, description="validation measurements in a row without improvement before stopping")
+    min_delta: float = Field(
+        0.0, ge=0, description="how much lower than the best so far a measurement must be to count as improvement"
+    )
+    metric: Literal["val/loss"] = Field(
+        "val/loss", description="the curve to follow, lower is better: validation loss (of the label tokens; "
+        "per example for classifiers)"
+    )
+
+
+def parse_duration(value: object) -> object:
+    """`90s`, `20m`, `1h30m` or a number of seconds -> seconds; anything else is left for pydantic to reject."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*", value)
+        if not match or not any(match.groups()):
+            raise ValueError(f"{value!r} is no duration: write it like 90s, 20m or 1h30m")
+        hours, minutes, seconds = (float(part or 0) for part in match.groups())
+        return hours * 3600 + minutes * 60 + seconds
+    return value
+
+
 class TrainingConfig(StrictModel):
     """How long and how hard to train."""
 
-    epochs: float = Field(1.0, gt=0, description="passes over the training rows (ignored when max_steps is set)")
-    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
+    epochs: float = Field(1.0, gt=0, description="passes over the training rows at most (ignored when max_steps is "
+                          "set); early stopping and time_budget can end training sooner")
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps at most; overrides epochs")
+    time_budget: float | None = Field(
+        None, gt=0, description="wall time for the training loop, validation included (e.g. 20m, 1h30m): after a "
+        "few timed steps the number of steps is set to end within it and the learning-rate schedule fitted to "
+        "that number; epochs and max_steps stay upper bounds. None: no budget"
+    )
+    eval_steps: int | Literal["auto"] = Field(
+        "auto", description="measure the validation loss every N optimizer steps (and at the last step); auto: "
+        "from the measured cost of one measurement, so that validation takes about 8% of the training time"
+    )
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     batch_size: int = Field(
         4, ge=1, description="examples per process per micro-batch; the global batch of one optimizer step is "
         "batch_size x gradient_accumulation_steps x distributed.num_processes"
@@ -89,6 +126,18 @@ class TrainingConfig(StrictModel):
         "none", description="champion: continue from the registered champion's adapter (same method settings and "
         "base model) instead of a fresh one; none, or no champion yet: from scratch"
     )
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value)
+
+    @field_validator("eval_steps")
+    @classmethod
+    def _positive_steps(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("eval_steps must be at least 1 (or auto)")
+        return value
 
     @model_validator(mode="after")
     def _some_length(self) -> TrainingConfig:

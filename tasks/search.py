@@ -1,5 +1,6 @@
 """Search: train one trial per set of drawn hyperparameters, each in a nested MLflow run under the sweep's run and
-judged by its eval loss at its last step; Optuna's pruner stops trials that fall behind on the way."""
+judged by its validation loss (at the step it keeps: the best one under early stopping, else the last); Optuna's
+pruner stops trials that fall behind on the way. The eval set is left for evaluate, which judges the winner."""
 
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ from adapterflow.tracking.run import (
     TAG_RUN_KIND,
     RunTracker,
     code_version,
-    eval_metric,
     flatten_params,
 )
 from adapterflow.training.probe import HeldOutProbe, TrainingPruned, held_out_loss
@@ -47,7 +47,7 @@ TAG_TRIAL_REASON = "adapterflow.trial_reason"
 TAG_BEST_RUN = "adapterflow.best_trial_run_id"  # on the sweep's run
 TRIALS_ARTIFACT = "sweep/trials.json"
 BEST_CONFIG = "best_config.yaml"  # in the run folder, and under sweep/ in the MLflow run
-LOSS = eval_metric("candidate", "loss")
+LOSS = "val/loss"  # what the trial's training logs at each validation measurement
 
 
 def trial_config(config: PipelineConfig, values: dict[str, Any]) -> PipelineConfig:
@@ -87,10 +87,10 @@ def end_trial_run(tracker: RunTracker, outcome: TrialOutcome) -> None:
 
 def stored_adapter_loss(trained: TrainResult, tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig,
                         storage: Storage) -> float:
-    """The eval loss of an adapter reused from the store (its training measured none)."""
+    """The validation loss of an adapter reused from the store (its training measured none now)."""
     device, precision = select_device_and_precision(config.execution.device, config.training.precision)
     loaded = load_stored_adapter(storage.fetch(trained.uri) / "adapter", base.path, device)
-    dataset = TokenDataset(storage.fetch(tokenized.uri) / "eval.parquet")
+    dataset = TokenDataset(storage.fetch(tokenized.uri) / "validation.parquet")
     return held_out_loss(loaded.model, dataset, tokenized.task, loaded.tokenizer.pad_token_id,
                          config.evaluation.batch_size, device, precision, packed=loaded.packed)
 
@@ -99,7 +99,8 @@ def run_trial(
     trial: optuna.Trial, tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, parent: RunContext,
     client: MlflowClient,
 ) -> TrialOutcome:
-    """Train one trial with the probe reporting its eval loss to the study; its MLflow run ends with its state."""
+    """Train one trial with the probe reporting its validation loss to the study; its MLflow run ends with its
+    state."""
     values = suggest_values(trial, config.sweep.parameters)
     try:
         trained_with, invalid = trial_config(config, values), None
@@ -118,7 +119,8 @@ def run_trial(
             stopped = {"state": "pruned", "loss": pruned.loss, "step": pruned.step,
                        "reason": "worse than the median of earlier trials at that step"}
             if not math.isfinite(pruned.loss):
-                stopped = {"state": "failed", "step": pruned.step, "reason": f"eval loss {pruned.loss} is not finite"}
+                stopped = {"state": "failed", "step": pruned.step,
+                           "reason": f"validation loss {pruned.loss} is not finite"}
             outcome = outcome.model_copy(update=stopped)
         except AdapterflowError as error:
             if not trial_fault(error):
@@ -139,12 +141,12 @@ def train_trial(
     trial: optuna.Trial, outcome: TrialOutcome, tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig,
     parent: RunContext, tracker: RunTracker, eval_steps: int,
 ) -> TrialOutcome:
-    """Train (or reuse) the trial's adapter, `config`, while the probe reports its eval loss every `eval_steps`;
-    the outcome at its last step. Raises TrainingPruned when the pruner (or a loss that is not finite) stops it."""
+    """Train (or reuse) the trial's adapter, `config`, while the probe reports its validation loss every
+    `eval_steps`; the outcome at the step it keeps. Raises TrainingPruned when the pruner (or a loss that is not
+    finite) stops it."""
     storage = run_storage(parent)
 
-    def report(step: int, loss: float) -> bool:
-        tracker.log_metrics({LOSS: loss}, step=step)
+    def report(step: int, loss: float) -> bool:  # training logs the loss itself, as val/loss
         if not math.isfinite(loss):
             return True
         trial.report(loss, step)
@@ -153,28 +155,41 @@ def train_trial(
     probe = HeldOutProbe(eval_steps, report, config.evaluation.batch_size)
     trained = train_or_reuse(tokenized, base, config, storage, tracker, probe)
     if probe.history:
-        step, loss = probe.history[-1]
-    else:  # reused from the store: measured now, logged at its last step
-        step, loss = int(trained.metrics["train/steps"]), stored_adapter_loss(trained, tokenized, base, config, storage)
+        step, loss = kept_measurement(probe, trained)
+    else:  # reused from the store: measured now, logged at the step it kept
+        step = int(trained.metrics.get("train/kept_step", trained.metrics["train/steps"]))
+        loss = stored_adapter_loss(trained, tokenized, base, config, storage)
         tracker.log_metrics({LOSS: loss}, step=step)
     if not math.isfinite(loss):
-        return outcome.model_copy(update={"state": "failed", "step": step, "reason": f"eval loss {loss} is not finite"})
-    perplexity = {} if tokenized.task == "classification" else \
-        {eval_metric("candidate", "perplexity"): math.exp(min(loss, 50.0))}
-    tracker.log_metrics(trained.metrics | perplexity)
+        return outcome.model_copy(update={"state": "failed", "step": step,
+                                          "reason": f"validation loss {loss} is not finite"})
+    tracker.log_metrics(trained.metrics)
     return outcome.model_copy(update={"loss": loss, "step": step})
+
+
+def kept_measurement(probe: HeldOutProbe, trained: TrainResult) -> tuple[int, float]:
+    """The (step, validation loss) of the weights the trial kept: the best step under early stopping, else the
+    last (always measured)."""
+    kept = int(trained.metrics.get("train/kept_step", trained.metrics["train/steps"]))
+    return next(((step, loss) for step, loss in reversed(probe.history) if step == kept), probe.history[-1])
 
 
 def describe(outcome: TrialOutcome) -> str:
     drawn = ", ".join(f"{path}={value:.3g}" if isinstance(value, float) else f"{path}={value}"
                       for path, value in outcome.values.items())
-    result = f"eval loss {outcome.loss:.4f} at step {outcome.step}" if outcome.loss is not None else ""
+    result = f"validation loss {outcome.loss:.4f} at step {outcome.step}" if outcome.loss is not None else ""
     return f"trial {outcome.number} {outcome.state} ({drawn}): " + "; ".join(filter(None, [result, outcome.reason]))
 
 
 def search_trials(tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, trials: int,
                   run: RunContext) -> SearchResult:
     """Run `trials` trials in the sweep's MLflow run; the best complete one, or an error when none completed."""
+    if tokenized.validation_rows == 0:
+        raise AdapterflowError(
+            "a sweep judges and prunes its trials on the validation split, and this data has none (the split "
+            "stage's log says why): the eval set is kept for evaluate",
+            hint="give validation rows with data.split.validation_size (a share of train, or a count) and "
+                 "min_validation_rows, or add data")
     client = MlflowClient()
     parent = RunTracker.for_run(run, client)
     study = make_study(config.sweep, trials)
@@ -217,7 +232,7 @@ def write_best_config(config: PipelineConfig, result: SearchResult, run: RunCont
     best = result.best
     resolved = apply_values(config, best.values).model_dump(mode="json", exclude={"sweep"})
     header = (f"# The best of {len(result.trials)} trials of sweep {run.run_name} (MLflow run {run.mlflow_run_id}):\n"
-              f"# trial {best.number}, eval loss {best.loss:.4f} at step {best.step}, with "
+              f"# trial {best.number}, validation loss {best.loss:.4f} at step {best.step}, with "
               + ", ".join(f"{path}={value}" for path, value in best.values.items())
               + "\n# Train, evaluate and register it like any run: adapterflow run <this file>\n")
     path = Path(run.run_dir) / BEST_CONFIG

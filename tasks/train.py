@@ -19,7 +19,7 @@ from adapterflow.orchestration.stage import stage
 from adapterflow.registry import ChampionRef, find_champion
 from adapterflow.storage.records import BaseModelRef, RunContext, TokenizedData, TrainResult
 from adapterflow.storage.store import Storage, run_storage
-from adapterflow.tracking.run import TAG_METHOD, TAG_WARM_START, RunTracker, system_metrics
+from adapterflow.tracking.run import TAG_METHOD, TAG_STOPPED_EARLY, TAG_WARM_START, RunTracker, system_metrics
 from adapterflow.training.checkpoints import CheckpointPlan, discard_checkpoints, newest_checkpoint
 from adapterflow.training.probe import HeldOutProbe
 from adapterflow.training.trainer import (
@@ -84,7 +84,8 @@ def train_or_reuse(
         if tracker is not None:  # the run still shows the training curve it reuses
             for entry in saved["history"]:
                 tracker.log_metrics({k: v for k, v in entry.items() if k != "step"}, step=int(entry["step"]))
-        return TrainResult(key=key, uri=uri, metrics=saved["metrics"], skipped=True, warm_start_from=started_from)
+        return TrainResult(key=key, uri=uri, metrics=saved["metrics"], skipped=True, warm_start_from=started_from,
+                           stopped_early=saved.get("stopped_early"))
     staging = storage.staging_dir("adapter")
     options = dict(chat_template=config.tokenize.chat_template, max_length=tokenized.max_length,
                    task=tokenized.task, label_names=tokenized.label_names, base_dtype=config.base_model.dtype,
@@ -105,11 +106,13 @@ def train_or_reuse(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     metrics = outcome.metrics | {"train/precision_bf16": float(precision == "bf16")}
-    (staging / METRICS_FILE).write_text(json.dumps({"metrics": metrics, "history": outcome.history}, indent=2))
+    saved = {"metrics": metrics, "history": outcome.history, "stopped_early": outcome.stopped_early}
+    (staging / METRICS_FILE).write_text(json.dumps(saved, indent=2))
     storage.publish(staging, "adapters", key, METRICS_FILE)
     if checkpoints is not None:
         discard_checkpoints(checkpoints)
-    return TrainResult(key=key, uri=uri, metrics=metrics, warm_start_from=started_from)
+    return TrainResult(key=key, uri=uri, metrics=metrics, warm_start_from=started_from,
+                       stopped_early=outcome.stopped_early)
 
 
 def checkpoint_plan(training: TrainingConfig, storage: Storage, key: str) -> CheckpointPlan | None:
@@ -157,6 +160,17 @@ def train_resumably(
         free_accelerator_memory(device)  # out of the except block, where the error still held the failed model
 
 
+def describe_validation(result: TrainResult) -> str:
+    """The validation curve's outcome for the train log line: the step kept, what validation cost, why it stopped."""
+    metrics = result.metrics
+    if "train/best_step" not in metrics:
+        return ""
+    kept = (f"; kept step {metrics['train/kept_step']:.0f} of {metrics['train/steps']:.0f} "
+            f"(best val/loss {metrics['val/best_loss']:.4f} at step {metrics['train/best_step']:.0f})")
+    cost = f", validation {100 * metrics['train/validation_share']:.0f}% of training time"
+    return kept + cost + (f"; {result.stopped_early}" if result.stopped_early else "")
+
+
 @stage("train", retries=1, retry_delay_seconds=30, tags=["gpu"])
 def train(tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, run: RunContext) -> TrainResult:
     """Train (or reuse) the adapter and log its training metrics."""
@@ -168,9 +182,12 @@ def train(tokenized: TokenizedData, base: BaseModelRef, config: PipelineConfig, 
     tracker.flush_metrics()  # on a GPU worker the buffer lives on that machine: deliver it before handing back
     if result.warm_start_from:
         tracker.set_tags({TAG_WARM_START: result.warm_start_from})
+    if result.stopped_early:
+        tracker.set_tags({TAG_STOPPED_EARLY: result.stopped_early})
     stage_logger().info(
-        "%s adapter %s: final loss %.4f, %.0f real tokens/s, %.1f%% padding",
+        "%s adapter %s: final loss %.4f, %.0f real tokens/s, %.1f%% padding%s",
         "reused" if result.skipped else "trained", result.key[:12], result.metrics["train/final_loss"],
         result.metrics["train/tokens_per_second"], 100 * result.metrics["train/padding_share"],
+        describe_validation(result),
     )
     return result

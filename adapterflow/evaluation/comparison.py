@@ -11,11 +11,11 @@ from adapterflow.evaluation.forgetting import forgetting
 from adapterflow.evaluation.generation_metrics import generation_scores
 from adapterflow.evaluation.metrics import EVAL_METRICS
 from adapterflow.evaluation.plots import MODEL_ORDER, loss_curve, metric_bars
-from adapterflow.tracking.run import RunTracker
+from adapterflow.tracking.run import TAG_STOPPED_EARLY, RunTracker
 
 METRIC_BARS_ARTIFACT = "eval/metrics.png"
 LOSS_CURVE_ARTIFACT = "eval/loss_curve.png"
-LOSS_SERIES = ("train/loss",)  # the training metrics drawn on the loss curve
+LOSS_SERIES = ("train/loss", "val/loss")  # the training metrics drawn on the loss curve
 
 
 def ordered(results: Mapping[str, dict]) -> list[str]:
@@ -90,6 +90,9 @@ def log_comparison_plots(tracker: RunTracker, metrics: Mapping[str, Mapping[str,
         logged.append(METRIC_BARS_ARTIFACT)
     series = loss_series(tracker)
     if series:
-        tracker.log_figure(loss_curve(series), LOSS_CURVE_ARTIFACT)
+        run = tracker.client.get_run(tracker.run_id).data
+        kept = run.metrics.get("train/kept_step")
+        note = run.tags.get(TAG_STOPPED_EARLY)
+        tracker.log_figure(loss_curve(series, int(kept) if kept is not None else None, note), LOSS_CURVE_ARTIFACT)
         logged.append(LOSS_CURVE_ARTIFACT)
     return logged

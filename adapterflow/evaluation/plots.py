@@ -34,8 +34,10 @@ def metric_bars(metrics: Mapping[str, Mapping[str, float]], names: Sequence[str]
     return figure
 
 
-def loss_curve(series: Mapping[str, Sequence[tuple[int, float]]]) -> Figure:
-    """Each named series of (step, value) points as a line over training steps."""
+def loss_curve(series: Mapping[str, Sequence[tuple[int, float]]], kept_step: int | None = None,
+               note: str | None = None) -> Figure:
+    """Each named series of (step, value) points as a line over training steps; `kept_step`, the step whose
+    weights were kept, as a dashed line, and `note` (why training stopped) under the title."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6, 3.6), layout="constrained")
@@ -43,9 +45,11 @@ def loss_curve(series: Mapping[str, Sequence[tuple[int, float]]]) -> Figure:
     for name, points in series.items():
         ordered = sorted(points)
         axis.plot([step for step, _ in ordered], [value for _, value in ordered], marker=".", label=name)
+    if kept_step is not None:
+        axis.axvline(kept_step, linestyle="--", color="grey", label=f"kept: step {kept_step}")
     axis.set_xlabel("step")
     axis.set_ylabel("loss")
-    axis.set_title("Training loss")
+    axis.set_title("Training and validation loss" + (f"\n{note}" if note else ""), fontsize=9 if note else None)
     if series:
         axis.legend()
     return figure

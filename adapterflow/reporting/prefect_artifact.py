@@ -33,6 +33,19 @@ def metrics_markdown(metrics: Mapping[str, Mapping[str, float]]) -> list[str]:
     return lines
 
 
+def training_markdown(training: Mapping[str, float], stopped_early: str | None) -> list[str]:
+    """The training's length: steps run, the step kept and why training stopped there."""
+    if "train/steps" not in training:
+        return []
+    lines = ["", "## Training", "", f"- steps: {training['train/steps']:.0f}"]
+    if "train/best_step" in training:
+        lines.append(f"- weights kept: step {training['train/kept_step']:.0f} (best val/loss "
+                     f"{training['val/best_loss']:.4f} at step {training['train/best_step']:.0f}; validation took "
+                     f"{100 * training['train/validation_share']:.0f}% of the training time)")
+    lines.append(f"- stopped: {stopped_early or 'at its end (epochs or max_steps)'}")
+    return lines
+
+
 def summary_markdown(summary: Mapping[str, Any]) -> str:
     """Markdown of a run summary: outcome, version and promotion with every reason, the metrics side by side,
     and the seconds each stage took."""
@@ -43,6 +56,7 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         lines += [f"- registered model: `{summary.get('registered_model')}`" + (f" version {version}" if version else ""),
                   f"- promoted: **{'yes' if summary['promoted'] else 'no'}**: {summary.get('promotion_reason', '')}"]
         lines += [f"  - {reason}" for reason in summary.get("promotion_reasons") or []]
+    lines += training_markdown(summary.get("training") or {}, summary.get("stopped_early"))
     table = metrics_markdown(summary.get("metrics") or {})
     if table:
         lines += ["", "## Evaluation (same examples for every model)", "", *table]

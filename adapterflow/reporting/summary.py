@@ -33,6 +33,7 @@ def build_summary(run: RunContext, data: PreparedData, stages: dict[str, StageRe
         "champion_compared": evaluation.champion_version,
         "metrics": evaluation.metrics,
         "training": trained.metrics,
+        "stopped_early": trained.stopped_early,  # why training ended before epochs or max_steps (None: it didn't)
         "data": data.report["counts"],
         "data_report": f"{run.run_dir}/data/report.json",
         "dataset_fingerprint": data.split.fingerprint,

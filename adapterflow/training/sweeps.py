@@ -23,7 +23,7 @@ def random_start(trials: int) -> int:
 
 
 def make_study(sweep: SweepConfig, trials: int) -> optuna.Study:
-    """An in-memory study of `trials` trials that minimises the eval loss, seeded, with the configured sampler and
+    """An in-memory study of `trials` trials that minimises the validation loss, seeded, with the configured sampler and
     pruner."""
     optuna.logging.set_verbosity(logging.WARNING)  # the sweep logs each trial itself, in its own words
     sampler = (optuna.samplers.TPESampler(seed=sweep.seed, n_startup_trials=random_start(trials))
@@ -53,6 +53,6 @@ def record_outcome(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutco
 
 
 def best_outcome(outcomes: list[TrialOutcome]) -> TrialOutcome | None:
-    """The complete trial with the lowest finite eval loss (the earliest among equals); None when none completed."""
+    """The complete trial with the lowest finite validation loss (the earliest among equals); None when none completed."""
     complete = [outcome for outcome in outcomes if outcome.state == "complete" and math.isfinite(outcome.loss)]
     return min(complete, key=lambda outcome: (outcome.loss, outcome.number)) if complete else None

@@ -6,6 +6,7 @@ import gc
 import logging
 import math
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +32,10 @@ from adapterflow.training.fused_loss import choose_fused_loss
 from adapterflow.training.hf_trainer import AdapterflowTrainer, GlobalTokenCount
 from adapterflow.training.memory_check import apply_plan, preflight
 from adapterflow.training.parallel import GatheredModel, check_launch, distributed_arguments, main_process
-from adapterflow.training.probe import HeldOutProbe, held_out_callback
+from adapterflow.training.probe import HeldOutProbe, validation_measure
 from adapterflow.training.progress import ProgressDisplay
+from adapterflow.training.stopping import StoppingState
+from adapterflow.training.validation_curve import ValidationCurve, load_best_weights
 from schemas.method import MethodVariant
 from schemas.training import TrainingConfig
 
@@ -85,6 +88,7 @@ class TrainingOutcome:
     history: list[dict[str, float]]
     memory: MemoryEstimate | None = field(default=None)
     model: torch.nn.Module | None = field(default=None, repr=False)  # the trained model, still in memory
+    stopped_early: str | None = None  # why training ended before epochs or max_steps
 
 
 def packs(method: MethodVariant, task: str, config: TrainingConfig) -> bool:
@@ -158,6 +162,24 @@ def supports_flex_attention(path: str) -> bool:
     return bool(classes) and all(getattr(cls, "_supports_flex_attn", False) for cls in classes)
 
 
+def validation_while_training(
+    tokenized_dir: Path, method: MethodVariant, task: str, pad_token_id: int, device: torch.device, precision: str,
+    config: TrainingConfig,
+) -> Callable[[torch.nn.Module], float] | None:
+    """The validation loss to follow while training; None without a validation split, and in multi-process
+    training, where one process measuring would hold the others at their next collective."""
+    if config.distributed.num_processes > 1:
+        if main_process():
+            stage_logger().info("no validation while training with %d processes: early stopping is off",
+                                config.distributed.num_processes)
+        return None
+    measure = validation_measure(tokenized_dir, method, task, pad_token_id, device, precision,
+                                 max(config.batch_size, 8))
+    if measure is None:
+        stage_logger().info("no validation split: training runs to its end (epochs, max_steps or time_budget)")
+    return measure
+
+
 def count_parameters(model: torch.nn.Module) -> dict[str, float]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(logical_numel(p) for p in model.parameters())
@@ -187,8 +209,9 @@ def train_adapter(
     """Train `method` on the tokenized train split; save what it trained, the tokenizer and a manifest.
     `init_from`: a trained artifact of the same method to continue from (warm start). `checkpoints`: where and
     how often to save checkpoints; `resume_from`: a complete checkpoint to go on from (weights, optimizer,
-    scheduler, RNG states, step and data position). `probe`: measure the eval split's loss while training (a
-    sweep's trials; it raises TrainingPruned when the probe says stop).
+    scheduler, RNG states, step and data position). The validation loss is measured every eval_steps; early
+    stopping and the time budget end training (the best step's weights are saved). `probe`: a sweep's trial,
+    reported to at each measurement (it raises TrainingPruned when the probe says stop).
 
     With `config.distributed.num_processes` > 1 every process of a torchrun launch calls this (see
     adapterflow.training.distributed); only the main one logs and saves.
@@ -230,8 +253,10 @@ def train_adapter(
     if resume_from is not None:  # the curve so far, for the stored adapter's history
         metrics_callback.history = read_history(resume_from)
     durable = [DurableCheckpoints(checkpoints, tracker, metrics_callback.history)] if checkpoints else []
-    held_out = [held_out_callback(probe, tokenized_dir, method, task, tokenizer.pad_token_id, device, precision)] \
-        if probe else []
+    curve = ValidationCurve(fitted, validation_while_training(tokenized_dir, method, task, tokenizer.pad_token_id,
+                                                              device, precision, config),
+                            device, tracker, metrics_callback.history, StoppingState.load(resume_from), probe,
+                            load_best_weights(resume_from))
     learning_rate = config.learning_rate or method.default_learning_rate
     trainer = AdapterflowTrainer(
         model=model,
@@ -241,7 +266,8 @@ def train_adapter(
         data_collator=collator,
         # ProgressDisplay after metrics_callback: it shows the tokens/s that one has just measured
         callbacks=[*([global_tokens] if global_tokens else []), metrics_callback, progress,
-                   *([AdaLoraBudget()] if method.type == "adalora" else []), *durable, *held_out],
+                   # the curve before durable: it adds its state to each checkpoint before that one uploads it
+                   *([AdaLoraBudget()] if method.type == "adalora" else []), curve, *durable],
         projected_loss=projected, fused_loss=fused_loss,
         loraplus_lr_ratio=getattr(method, "loraplus_lr_ratio", None),
     )
@@ -270,6 +296,6 @@ def train_adapter(
         callback.finish()
     metrics = {"train/final_loss": float(result.training_loss), "train/steps": float(result.global_step),
                "train/packing": float(packed), "train/learning_rate_peak": learning_rate}
-    metrics |= metrics_callback.summary() | parameters | memory.as_metrics() | plan.as_metrics()
+    metrics |= metrics_callback.summary() | curve.metrics() | parameters | memory.as_metrics() | plan.as_metrics()
     return TrainingOutcome(output_dir=adapter_dir, metrics=metrics, history=metrics_callback.history, memory=memory,
-                           model=model)
+                           model=model, stopped_early=curve.state.stopped_early)

@@ -30,7 +30,9 @@ def test_first_run_registers_and_promotes_then_retrain_is_gated(tmp_path: Path, 
 
     data = summary["data"]
     assert data["input_rows"] == 60 and data["quarantined"] == 0
-    assert data["reconciled"] and data["train_rows"] + data["eval_rows"] + sum(data["dropped"].values()) == 60
+    assert data["validation_rows"] == 4
+    assert data["reconciled"] and data["train_rows"] + data["eval_rows"] + data["validation_rows"] \
+        + sum(data["dropped"].values()) == 60
     metrics = summary["metrics"]
     assert set(metrics) == {"base", "candidate"}
     assert metrics["candidate"]["perplexity"] < metrics["base"]["perplexity"]
@@ -57,7 +59,9 @@ def test_first_run_registers_and_promotes_then_retrain_is_gated(tmp_path: Path, 
     assert {"data/report.json", "data/lengths.png", "data/quarantine.jsonl", "data/removed_duplicates.parquet"} <= data_artifacts
     assert set(data["pii"]) == {"action", "rows", "by_type"} and "near_duplicates" in data and "leaked_eval_rows" in data
     assert data["eval_rows_after_leakage"] == data["stages"]["split_eval"] == run.data.metrics["data/eval_rows_after_leakage"]
-    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["train", "eval"]
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["train", "eval", "validation"]
+    assert len(client.get_metric_history(run.info.run_id, "val/loss")) >= 2  # eval_steps auto, and the last step
+    assert "train/kept_step" in run.data.metrics
 
     version = client.get_model_version("tiny-assistant", "1")
     assert version.tags["adapterflow.method"] == "lora"
@@ -124,7 +128,8 @@ def test_malformed_rows_are_quarantined_with_line_and_reason(tmp_path: Path, hom
         "invalid_json": 1, "empty_line": 1, "missing_field": 1, "wrong_type": 1, "not_an_object": 1,
     }
     assert data["reconciled"]
-    assert data["input_rows"] == data["quarantined"] + sum(data["dropped"].values()) + data["train_rows"] + data["eval_rows"]
+    assert data["input_rows"] == data["quarantined"] + sum(data["dropped"].values()) + data["train_rows"] \
+        + data["eval_rows"] + data["validation_rows"]
     quarantined = [json.loads(line) for line in Path(data["quarantine_file"]).read_bytes().split(b"\n") if line]
     assert [(row["line"], row["category"]) for row in quarantined] == [
         (4, "invalid_json"), (8, "empty_line"), (13, "missing_field"), (21, "wrong_type"), (26, "not_an_object"),

@@ -16,7 +16,7 @@ from adapterflow.methods.memory_plan import out_of_memory_advice
 from adapterflow.training.probe import HeldOutProbe
 from schemas import load_config
 from schemas.training import TrainingConfig
-from tasks.search import run_trial, stored_adapter_loss, trial_fault
+from tasks.search import run_trial, search_trials, stored_adapter_loss, trial_fault
 from tasks.track import open_run
 from tasks.train import train_or_reuse
 from tests.conftest import tiny_config, write_config
@@ -57,9 +57,24 @@ def test_values_valid_alone_but_not_together_fail_their_trial_in_its_own_run(
 def test_an_adapter_reused_from_the_store_is_judged_by_the_loss_its_training_measured(
     tmp_path: Path, tiny_model_dir: Path,
 ) -> None:
-    storage, base, tokenized = tokenized_questions(tmp_path, tiny_model_dir, rows=24, eval_size=0.2)
+    storage, base, tokenized = tokenized_questions(tmp_path, tiny_model_dir, rows=28, eval_size=0.2,
+                                                   validation_rows=4)
+    # a trial, trained or reused, judges on the validation split: the eval set, unreadable here, is evaluate's
+    (Path(tokenized.uri) / "eval.parquet").write_bytes(b"unreadable: a sweep must not read the eval set")
     config = load_config(write_config(tmp_path, tiny_config(tiny_model_dir, training={"max_steps": 4})))
     probe = HeldOutProbe(every_steps=4, report=lambda step, loss: False, batch_size=config.evaluation.batch_size)
     trained = train_or_reuse(tokenized, base, config, storage, None, probe)
     assert stored_adapter_loss(trained, tokenized, base, config, storage) == pytest.approx(probe.history[-1][1],
                                                                                            rel=1e-4)
+
+
+def test_a_sweep_without_a_validation_split_stops_saying_how_to_get_one(tmp_path: Path, tiny_model_dir: Path,
+                                                                       home: Home) -> None:
+    _, base, tokenized = tokenized_questions(tmp_path, tiny_model_dir, rows=24, eval_size=0.2)
+    assert tokenized.validation_rows == 0
+    config = load_config(write_config(tmp_path, tiny_config(tiny_model_dir, sweep={
+        "parameters": {"training.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}})))
+    run = open_run(config, home, "flow-run-1", kind="sweep", client=MlflowClient())
+    with pytest.raises(AdapterflowError, match="judges and prunes its trials on the validation split") as refused:
+        search_trials(tokenized, base, config, 2, run)
+    assert "data.split.validation_size" in refused.value.hint

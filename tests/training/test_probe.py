@@ -1,4 +1,4 @@
-"""The held-out probe: it measures the eval loss at its steps without changing what training learns, and stops
+"""A sweep's probe: it gets the validation loss at its steps without changing what training learns, and stops
 training where its report says so (never at the last step)."""
 
 from __future__ import annotations
@@ -12,20 +12,22 @@ from adapterflow.storage.records import BaseModelRef, TokenizedData
 from adapterflow.training.probe import HeldOutProbe, TrainingPruned
 from adapterflow.training.trainer import train_adapter
 from schemas.method import LoraMethod
-from schemas.training import TrainingConfig
+from schemas.training import EarlyStoppingConfig, TrainingConfig
 from tests.tasks.helpers import tokenized_questions
 
 
 @pytest.fixture
 def setup(tmp_path: Path, tiny_model_dir: Path) -> tuple[BaseModelRef, TokenizedData]:
-    return tokenized_questions(tmp_path, tiny_model_dir, rows=24, eval_size=0.25)[1:]
+    return tokenized_questions(tmp_path, tiny_model_dir, rows=28, eval_size=0.25, validation_rows=4)[1:]
 
 
 def train(setup: tuple, out: Path, probe: HeldOutProbe | None = None):  # noqa: ANN201
     base, tokenized = setup
-    # dropout draws random numbers at every step: a probe that consumed any would change the weights
+    # dropout draws random numbers at every step: a probe that consumed any would change the weights; early
+    # stopping off: the last step's weights are compared
     config = TrainingConfig(max_steps=7, batch_size=2, learning_rate=0.02, logging_steps=1, precision="fp32",
-                            optimizer="adamw_torch", checkpoint_steps=None)
+                            optimizer="adamw_torch", checkpoint_steps=None,
+                            early_stopping=EarlyStoppingConfig(enabled=False))
     return train_adapter(Path(tokenized.uri), base, LoraMethod(type="lora", r=4, dropout=0.1), config,
                          torch.device("cpu"), "fp32", out, probe=probe)
 
@@ -62,17 +64,3 @@ def test_a_probe_that_says_stop_prunes_training_there_but_never_at_the_last_step
     outcome = train(setup, tmp_path / "complete", last_only)
     assert [step for step, _ in last_only.history] == [7]  # measured at the end, and the end always completes
     assert (outcome.output_dir / "adapter_model.safetensors").exists()
-
-
-def test_a_restarted_training_does_not_measure_or_report_a_step_twice() -> None:
-    from types import SimpleNamespace
-
-    from adapterflow.training.probe import HeldOutLossCallback
-
-    measured: list[int] = []
-    probe = HeldOutProbe(every_steps=2, report=lambda step, loss: False)
-    callback = HeldOutLossCallback(probe, lambda model: measured.append(1) or 1.5, torch.device("cpu"))
-    model = torch.nn.Linear(1, 1)
-    for step in (1, 2, 3, 4, 1, 2, 3, 4, 5, 6):  # out of memory after step 4: the trial starts again from 0
-        callback.on_step_end(None, SimpleNamespace(global_step=step, max_steps=6), None, model=model)
-    assert [step for step, _ in probe.history] == [2, 4, 6] and len(measured) == 3
