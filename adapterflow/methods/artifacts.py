@@ -29,6 +29,12 @@ MANIFEST = "adapterflow_artifact.json"
 DELTA_FILE = "delta.safetensors"
 
 
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy, on the CPU, of the parameters that train (an adapter's are small; full fine-tuning's are not)."""
+    return {name: parameter.detach().to("cpu", copy=True).contiguous()
+            for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+
 def save_trained(model: torch.nn.Module, tokenizer: Any, method: MethodVariant, spec: ModelSpec, out_dir: Path) -> None:
     """Save what `method` trained (see the module docstring) and the manifest that says how to load it."""
     from safetensors.torch import save_file
@@ -37,9 +43,7 @@ def save_trained(model: torch.nn.Module, tokenizer: Any, method: MethodVariant, 
     if method.family in ("peft", "full"):
         model.save_pretrained(out_dir)
     else:
-        trained = {name: parameter.detach().contiguous().cpu()
-                   for name, parameter in model.named_parameters() if parameter.requires_grad}
-        save_file(trained, str(out_dir / DELTA_FILE))
+        save_file(trainable_state(model), str(out_dir / DELTA_FILE))
     tokenizer.save_pretrained(out_dir)
     manifest = {"family": method.family, "method": method.model_dump(), "spec": spec.to_dict()}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))

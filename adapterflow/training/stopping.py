@@ -48,13 +48,18 @@ def improves(loss: float, best: float | None, min_delta: float) -> bool:
     return math.isfinite(loss) and (best is None or loss < best - min_delta)
 
 
+def seconds_per_planned_step(seconds_per_step: float, validation_seconds: float, eval_steps: int) -> float:
+    """A step's measured cost with its share of validation."""
+    return seconds_per_step + validation_seconds / eval_steps
+
+
 def planned_steps(
     budget_seconds: float, elapsed_seconds: float, step: int, seconds_per_step: float, validation_seconds: float,
     eval_steps: int, upper_bound: int,
 ) -> int:
     """The last step that ends within the budget: the time left, less one final validation, at the measured cost
     of a step and its share of validation; at least the next step, at most the upper bound."""
-    per_step = seconds_per_step + validation_seconds / eval_steps
+    per_step = seconds_per_planned_step(seconds_per_step, validation_seconds, eval_steps)
     left = budget_seconds - elapsed_seconds - validation_seconds
     return max(step + 1, min(upper_bound, step + math.floor(left / per_step)))
 
@@ -69,7 +74,7 @@ def stop_reason_for_patience(state: StoppingState, patience: int) -> str | None:
 
 def describe_plan(budget_seconds: float, state: StoppingState, upper_bound: int, validation_seconds: float) -> str:
     """The budget plan, for the log: the measured speed, the planned steps and the training time they take."""
-    per_step = state.seconds_per_step + validation_seconds / state.eval_steps
+    per_step = seconds_per_planned_step(state.seconds_per_step, validation_seconds, state.eval_steps)
     return (f"time budget {budget_seconds:.0f}s: {state.seconds_per_step:.2f}s per step measured, one validation "
             f"({validation_seconds:.1f}s) every {state.eval_steps} steps; {state.planned_steps} of at most "
             f"{upper_bound} steps planned, about {state.planned_steps * per_step:.0f}s of training")

@@ -18,6 +18,7 @@ import torch
 from transformers import TrainerCallback, get_scheduler
 
 from adapterflow.core.logs import stage_logger
+from adapterflow.methods.artifacts import trainable_state
 from adapterflow.tracking.run import RunTracker
 from adapterflow.training.probe import HeldOutProbe, TrainingPruned
 from adapterflow.training.stopping import (
@@ -31,11 +32,6 @@ from adapterflow.training.stopping import (
     stop_reason_for_patience,
 )
 from schemas.training import TrainingConfig
-
-
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A copy, on the CPU, of the parameters that train (an adapter's are small; full fine-tuning's are not)."""
-    return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}
 
 
 def refit_schedule(scheduler: Any, args: Any, steps: int) -> None:

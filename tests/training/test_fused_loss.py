@@ -99,16 +99,9 @@ def test_fused_loss_is_chosen_only_where_the_loss_is_projected_on_a_plain_head(m
 
 def test_cpu_training_runs_the_projected_loss(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                               tiny_model_dir: Path) -> None:
-    from adapterflow.core.home import Home
-    from adapterflow.data.splitting import split_rows
-    from adapterflow.storage.records import BaseModelRef
-    from adapterflow.storage.store import Storage
     from adapterflow.training.trainer import train_adapter
-    from schemas.data import LeakageConfig, SplitConfig
     from schemas.method import LoraMethod
-    from schemas.tokenize import TokenizeConfig
-    from tasks.tokenize import tokenize_splits
-    from tests.tasks.helpers import filtered, questions
+    from tests.tasks.helpers import tokenized_questions
 
     # everything auto needs on CUDA is here: liger-kernel "installed", the tiny vocabulary above the threshold
     monkeypatch.setattr(fused_loss, "liger_kernel_installed", lambda: True)
@@ -124,12 +117,7 @@ def test_cpu_training_runs_the_projected_loss(monkeypatch: pytest.MonkeyPatch, t
 
     monkeypatch.setattr(hf_trainer, "next_token_loss", projected)
     monkeypatch.setattr(hf_trainer, "fused_next_token_loss", fused)
-    home = Home(tmp_path / "home")
-    home.cache.mkdir(parents=True)
-    base = BaseModelRef(name="tiny", path=str(tiny_model_dir), sha256="x")
-    split = split_rows(filtered(tmp_path / "data", questions(12)), SplitConfig(eval_size=0.2, max_eval_rows=None),
-                       LeakageConfig(enabled=False), Storage.local(home.cache), 1)
-    tokenized = tokenize_splits(split, base, TokenizeConfig(max_length=64), Storage.local(home.cache))
+    _, base, tokenized = tokenized_questions(tmp_path, tiny_model_dir, rows=12, eval_size=0.2)
     config = TrainingConfig(max_steps=2, batch_size=4, logging_steps=1, precision="fp32", fused_loss="auto")
     train_adapter(Path(tokenized.uri), base, LoraMethod(type="lora", r=4), config, torch.device("cpu"), "fp32",
                   tmp_path / "out")
