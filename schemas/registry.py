@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, NonNegativeFloat, model_validator
 
 from schemas.base import StrictModel
 
@@ -13,6 +13,9 @@ HIGHER_IS_BETTER = ("accuracy", "macro_f1", "rouge_l", "chrf", "bleu", "exact_ma
 Direction = Literal["lower", "higher"]
 CHECK_VALIDATION = "validation_passed"
 CHECK_FINITE = "finite_metrics"
+# what the drift report scores against the champion's training data (adapterflow/data/drift.py)
+DriftFeature = Literal["rows_added", "rows_removed", "rows_changed", "sources", "quarantine_rate", "pii_rate",
+                       "prompt_length", "answer_length", "vocabulary", "eval_set"]
 
 
 def metric_direction(metric: str) -> Direction | None:
@@ -79,6 +82,10 @@ class PromotionPolicy(StrictModel):
     allow_without_champion_comparison: bool = Field(
         False, description="let a candidate replace a champion that was not evaluated on the same eval set "
                            "(evaluation.compare_champion false, or another base model, tokenizer or label set)"
+    )
+    max_drift: dict[DriftFeature, NonNegativeFloat] | None = Field(
+        None, description="hold promotion when a drift score against the champion's training data exceeds its "
+                          "limit, e.g. {vocabulary: 0.1, rows_added: 0.5} (scores: see the README's drift section)"
     )
 
     @model_validator(mode="after")
