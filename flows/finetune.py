@@ -25,10 +25,11 @@ def load_training_stages():  # noqa: ANN201
     quiet_third_party()  # also where no CLI ran first: a flow run on a worker
     from flows.data import prepare_data
     from flows.gpu import evaluate_stage, train_stage
+    from tasks.drift import report_drift
     from tasks.promote import promote
     from tasks.register import register
 
-    return prepare_data, train_stage, evaluate_stage, register, promote
+    return prepare_data, report_drift, train_stage, evaluate_stage, register, promote
 
 
 @flow(name="adapterflow-finetune", on_failure=[mark_run_failed], on_crashed=[mark_run_failed])
@@ -37,8 +38,9 @@ def finetune(config: PipelineConfig) -> dict[str, Any]:
 
     (one run per registered model at a time; an interrupted run of the same config goes on in its MLflow run and
     from its newest training checkpoint) base model -> check changes: a no-op when nothing changed ->
-    data (ingest ... tokenize, see flows/data.py) -> train -> evaluate (both on the GPU pool in distributed
-    mode, see flows/gpu.py) -> register -> promote, all logged to one MLflow run; returns the run summary.
+    data (ingest ... tokenize, see flows/data.py) -> drift since the champion's data -> train -> evaluate (both
+    on the GPU pool in distributed mode, see flows/gpu.py) -> register -> promote, all logged to one MLflow run;
+    returns the run summary.
     """
     configure_environment()
     # the slot first: a run of this config that was interrupted (and only such a run) is resumed by start_tracking
@@ -48,14 +50,15 @@ def finetune(config: PipelineConfig) -> dict[str, Any]:
         change = check_changes(config, base, run)
         if not change.retrain:
             return finish_unchanged(run, unchanged_summary(run, config, {"base_model": base, "check_changes": change}))
-        prepare_data, train_stage, evaluate_stage, register, promote = load_training_stages()
+        prepare_data, report_drift, train_stage, evaluate_stage, register, promote = load_training_stages()
         data = prepare_data(config, base, run)
+        drift = report_drift(data.split, data.report["counts"], config.registered_model_name, run)
         trained = train_stage(data.tokenize, base, config, run)
         evaluation = evaluate_stage(trained, data.tokenize, data.split, base, config, run)
         registered = register(trained, evaluation, base, data.split, config, run)
         promotion = promote(registered, evaluation, config.registry.promotion, run)
         summary = build_summary(run, data, {
-            "base_model": base, "check_changes": change, **data.stages(), "train": trained, "evaluate": evaluation,
+            "base_model": base, "check_changes": change, **data.stages(), "drift": drift, "train": trained, "evaluate": evaluation,
             "register": registered, "promote": promotion,
         }, method=config.method.type)
         # finished before the slot is free: the next run must see this one as the last successful run

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from adapterflow.evaluation.metrics import EVAL_METRICS
+from adapterflow.reporting.drift import drift_markdown
 from adapterflow.tracking.redaction import Redactor
 
 if TYPE_CHECKING:
@@ -47,8 +48,8 @@ def training_markdown(training: Mapping[str, float], stopped_early: str | None) 
 
 
 def summary_markdown(summary: Mapping[str, Any]) -> str:
-    """Markdown of a run summary: outcome, version and promotion with every reason, the metrics side by side,
-    and the seconds each stage took."""
+    """Markdown of a run summary: outcome, version and promotion with every reason, what changed since the
+    champion's data, the metrics side by side, and the seconds each stage took."""
     version = summary.get("model_version")
     lines = [f"# {summary.get('experiment', '')}: {summary.get('outcome', 'data check')}", "",
              f"- MLflow run: `{summary.get('mlflow_run_id')}`"]
@@ -56,6 +57,8 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         lines += [f"- registered model: `{summary.get('registered_model')}`" + (f" version {version}" if version else ""),
                   f"- promoted: **{'yes' if summary['promoted'] else 'no'}**: {summary.get('promotion_reason', '')}"]
         lines += [f"  - {reason}" for reason in summary.get("promotion_reasons") or []]
+    if summary.get("drift"):
+        lines += drift_markdown(summary["drift"])
     lines += training_markdown(summary.get("training") or {}, summary.get("stopped_early"))
     table = metrics_markdown(summary.get("metrics") or {})
     if table:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapterflow.storage.records import ChangeCheck, PreparedData, RunContext, SearchResult, StageRecord
+from adapterflow.storage.records import ChangeCheck, DriftResult, PreparedData, RunContext, SearchResult, StageRecord
 from schemas.pipeline import PipelineConfig
 
-PIPELINE_AFTER_CHECK = ["data", "train", "evaluate", "register", "promote"]
+PIPELINE_AFTER_CHECK = ["data", "drift", "train", "evaluate", "register", "promote"]
 
 
 def build_summary(run: RunContext, data: PreparedData, stages: dict[str, StageRecord], method: str) -> dict[str, Any]:
     """The summary of a finished run from its data report and the records its stages returned."""
     trained, evaluation = stages["train"], stages["evaluate"]
     registered, promotion = stages["register"], stages["promote"]
+    drift = stages.get("drift")
     return {
         "mlflow_run_id": run.mlflow_run_id,
         "experiment": run.experiment,
@@ -37,6 +38,7 @@ def build_summary(run: RunContext, data: PreparedData, stages: dict[str, StageRe
         "data": data.report["counts"],
         "data_report": f"{run.run_dir}/data/report.json",
         "dataset_fingerprint": data.split.fingerprint,
+        "drift": drift.report if isinstance(drift, DriftResult) else None,  # what changed since the champion's data
         "timings": {name: record.seconds for name, record in stages.items()},
         "skipped": [name for name, record in stages.items() if record.skipped],
     }

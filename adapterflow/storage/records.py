@@ -109,6 +109,13 @@ class SplitResult(StageRecord):
     eval_rows_not_in_data: int = Field(0, description="rows of the frozen eval set that this run's data does not hold")
 
 
+class DriftResult(StageRecord):
+    """How this run's training data differs from the champion's (adapterflow/data/drift.py)."""
+
+    champion_version: str | None = Field(None, description="the champion compared with; None: no champion profile")
+    report: dict = Field(description="the drift report, examples quoted (redacted), one score per feature")
+
+
 class TokenizedData(StageRecord):
     key: str
     uri: str = Field(description="the store's tokenized/<key> folder")
