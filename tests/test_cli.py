@@ -56,3 +56,13 @@ def test_validate_names_the_settings_a_sweep_searches() -> None:
     sweep_config = Path(__file__).parent.parent / "configs" / "smollm2_lora_sweep_cpu.yaml"
     result = runner.invoke(app, ["validate", str(sweep_config)])
     assert result.exit_code == 0 and "a sweep over training.learning_rate, method.r" in result.output
+
+
+def test_the_cron_runner_is_schedule_and_checks_its_cron_before_starting_anything(tmp_path: Path) -> None:
+    """`schedule` is the cron runner (`serve` is what serving tools call serving models); a bad cron ends it with
+    exit code 2 before a Prefect server is started."""
+    path = write_config(tmp_path, {"name": "x", "data": {"sources": [{"path": str(ASSETS / "alpaca.jsonl")}]}})
+    result = runner.invoke(app, ["schedule", str(path), "--cron", "every monday"])
+    assert result.exit_code == 2 and "every monday" in result.output and "Traceback" not in result.output
+    renamed = runner.invoke(app, ["serve", str(path), "--cron", "* * * * *"])
+    assert renamed.exit_code == 2 and "No such command 'serve'" in renamed.output

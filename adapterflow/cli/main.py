@@ -222,7 +222,7 @@ def deploy(config: ConfigArg, overrides: SetOption = [], cron: CronOption = None
         raise _fail(AdapterflowError(
             "deploy needs a Prefect server: PREFECT_API_URL is not set",
             hint="start one (adapterflow stack up, or see infra/README.md) and export its PREFECT_API_URL; "
-                 "for a schedule on this machine alone use `adapterflow serve`"))
+                 "for a schedule on this machine alone use `adapterflow schedule`"))
     from httpx import HTTPError
     from prefect.exceptions import PrefectHTTPStatusError
 
@@ -239,12 +239,12 @@ def deploy(config: ConfigArg, overrides: SetOption = [], cron: CronOption = None
 
 
 @app.command()
-def serve(config: ConfigArg, cron: Annotated[str, typer.Option("--cron", help="cron schedule")],
-          overrides: SetOption = [], timezone: TimezoneOption = "UTC") -> None:  # noqa: B006
+def schedule(config: ConfigArg, cron: Annotated[str, typer.Option("--cron", help="cron schedule")],
+             overrides: SetOption = [], timezone: TimezoneOption = "UTC") -> None:  # noqa: B006
     """Run the pipeline on a cron schedule from this process, without workers (Prefect's serve).
 
     Prefect's temporary API runs no scheduler, so without PREFECT_API_URL this starts a Prefect server under
-    ADAPTERFLOW_HOME/prefect for as long as it serves, and stops it on exit.
+    ADAPTERFLOW_HOME/prefect for as long as the schedule runs, and stops it on exit.
     """
     home = configure_environment()
     loaded = _load_scheduled(config, overrides, cron, timezone)
@@ -262,14 +262,14 @@ def serve(config: ConfigArg, cron: Annotated[str, typer.Option("--cron", help="c
     # SIGTERM (a service manager stopping us) unwinds like Ctrl-C, so the server we started is stopped too
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     given = os.environ.get("PREFECT_API_URL")
-    server = nullcontext(given) if given else scheduler_server(home.prefect, home.root / "serve-prefect-server.log")
+    server = nullcontext(given) if given else scheduler_server(home.prefect, home.root / "schedule-prefect-server.log")
     try:
         with server as api_url, temporary_settings({PREFECT_API_URL: api_url}):
-            console.print(f"serving {loaded.name} on {cron!r} ({timezone}) with the Prefect API at {api_url}")
+            console.print(f"scheduled {loaded.name} on {cron!r} ({timezone}) with the Prefect API at {api_url}")
             finetune.serve(name=loaded.name, schedules=[Cron(cron, timezone=timezone)],
                            parameters={"config": loaded.model_dump(mode="json")}, print_starting_message=False)
     except KeyboardInterrupt:
-        console.print("stopped serving")
+        console.print("schedule stopped")
     except AdapterflowError as error:
         raise _fail(error) from None
 
