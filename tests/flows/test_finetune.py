@@ -12,6 +12,8 @@ from mlflow.tracking import MlflowClient
 
 from adapterflow.core.errors import DataError, ValidationGateFailed
 from adapterflow.core.home import Home
+from adapterflow.data.drift import NO_CHAMPION_PROFILE
+from adapterflow.reporting.prefect_artifact import summary_markdown
 from schemas import load_config
 from tests.conftest import ASSETS, tiny_config, write_config
 
@@ -56,7 +58,9 @@ def test_first_run_registers_and_promotes_then_retrain_is_gated(tmp_path: Path, 
     validation = {item.path for item in client.list_artifacts(run.info.run_id, "validation")}
     assert {"validation/validation.json", "validation/token_checks.json", "validation/data_docs"} <= validation
     data_artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "data")}
-    assert {"data/report.json", "data/lengths.png", "data/quarantine.jsonl", "data/removed_duplicates.parquet"} <= data_artifacts
+    assert {"data/report.json", "data/lengths.png", "data/quarantine.jsonl", "data/removed_duplicates.parquet",
+            "data/profile.json", "data/drift.json", "data/drift.md"} <= data_artifacts
+    assert summary["drift"]["note"] == NO_CHAMPION_PROFILE  # the first run: no champion to compare with
     assert set(data["pii"]) == {"action", "rows", "by_type"} and "near_duplicates" in data and "leaked_eval_rows" in data
     assert data["eval_rows_after_leakage"] == data["stages"]["split_eval"] == run.data.metrics["data/eval_rows_after_leakage"]
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["train", "eval", "validation"]
@@ -82,6 +86,13 @@ def test_first_run_registers_and_promotes_then_retrain_is_gated(tmp_path: Path, 
     assert second["aliases"] == {"challenger": "1", "champion": "1"}
     assert {"tokenize", "train"} <= set(second["skipped"])
     assert second["metrics"]["champion"] == second["metrics"]["candidate"]
+    drift = second["drift"]  # the same rows as champion v1's: nothing changed
+    assert drift["compared_with"] == "champion v1" and drift["eval_set"]["same"]
+    assert (drift["rows"]["added"], drift["rows"]["removed"], drift["rows"]["changed"]) == (0, 0, 0)
+    assert drift["rows"]["after"] == second["data"]["stages"]["split_train"]
+    assert set(drift["scores"].values()) == {0.0}
+    assert "## What changed since the champion" in summary_markdown(second)
+    assert client.get_run(second["mlflow_run_id"]).data.metrics["drift/vocabulary"] == 0.0
     assert "not promoted" not in client.get_model_version("tiny-assistant", "1").tags["adapterflow.promotion"]
 
     warm = run_flow(config_path, ["training.warm_start=champion"])  # continues from champion v1's adapter
