@@ -90,7 +90,7 @@ def base_loss(base, tokenized, queue) -> None:
     model = load_base(base.path, ModelSpec(), device)
     dataset = TokenDataset(Path(tokenized.uri) / "eval.parquet")
     pad = load_tokenizer(base.path).pad_token_id
-    queue.put({packed: response_perplexity(model, dataset, pad, 16, device, precision, packed=packed)["loss"]
+    queue.put({packed: response_perplexity(model, dataset, pad, 16, device, precision, packed=packed)[0]["loss"]
                for packed in (True, False)})
 
 
@@ -122,7 +122,7 @@ def run_method(options: dict, base, tokenized, steps: int, batch: int, out: str,
     model = load_trained(outcome.output_dir, base.path, device)
     dataset = TokenDataset(Path(tokenized.uri) / "eval.parquet")
     pad = load_tokenizer(base.path).pad_token_id
-    loss = response_perplexity(model, dataset, pad, 16, device, precision, packed=not method.prompt_learning)["loss"]
+    loss = response_perplexity(model, dataset, pad, 16, device, precision, packed=not method.prompt_learning)[0]["loss"]
     queue.put({key: outcome.metrics[key] for key in (
         "train/trainable_parameters", "train/trainable_share", "train/peak_memory_mb", "train/tokens_per_second",
         "train/final_loss", "train/runtime_seconds", "train/learning_rate_peak", "memory/estimate_total_mb")}

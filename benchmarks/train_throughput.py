@@ -190,7 +190,7 @@ def eval_loss(model_dir: str, adapter: str, held_out: list, queue) -> None:
     else:
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
                                           adapter).to(device)
-    loss = response_perplexity(model, TokenDataset(path), tokenizer.pad_token_id, 16, device, "fp32")["loss"]
+    loss = response_perplexity(model, TokenDataset(path), tokenizer.pad_token_id, 16, device, "fp32")[0]["loss"]
     queue.put({"loss": loss, "peak_mb": peak_memory_mb(device)})
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from schemas.base import StrictModel, resolve_config_path
 
 GenerationMetric = Literal["rouge_l", "chrf", "bleu", "exact_match"]
+GENERATION_METRICS: tuple[str, ...] = get_args(GenerationMetric)
 
 
 class EvaluationConfig(StrictModel):

@@ -9,10 +9,10 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from schemas.base import StrictModel
 from schemas.base_model import BaseModelConfig
 from schemas.data import DataConfig
-from schemas.evaluation import EvaluationConfig
+from schemas.evaluation import GENERATION_METRICS, EvaluationConfig
 from schemas.execution import ExecutionConfig
 from schemas.method import Method
-from schemas.registry import RegistryConfig
+from schemas.registry import MIN_GENERATION_EXAMPLES, RegistryConfig
 from schemas.sweep import SweepConfig, value_problems
 from schemas.tokenize import TokenizeConfig
 from schemas.training import TrainingConfig
@@ -46,6 +46,20 @@ class PipelineConfig(StrictModel):
         if not NAME_PATTERN.match(value):
             raise ValueError("use letters, digits, '-', '_' and '.' (at most 100, starting with a letter or digit)")
         return value
+
+    @field_validator("registry")
+    @classmethod
+    def _generation_gate_has_examples(cls, registry: RegistryConfig, info: ValidationInfo) -> RegistryConfig:
+        # a generation metric is scored on the sampled answers only: too few make any confidence bound noise
+        policy, evaluation = registry.promotion, info.data.get("evaluation")
+        if (evaluation is not None and policy.confidence is not None and policy.metric in GENERATION_METRICS
+                and evaluation.sample_generations < MIN_GENERATION_EXAMPLES):
+            raise ValueError(
+                f"promotion.metric {policy.metric} at confidence {policy.confidence:g} needs evaluation."
+                f"sample_generations of at least {MIN_GENERATION_EXAMPLES} (it is {evaluation.sample_generations}): "
+                f"{policy.metric} is scored on the sampled answers only; raise it, or set "
+                "registry.promotion.confidence: none to compare point values")
+        return registry
 
     @field_validator("sweep")
     @classmethod

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, model_validator
+from pydantic import Field, NonNegativeFloat, field_validator, model_validator
 
 from schemas.base import StrictModel
 
 LOWER_IS_BETTER = ("loss", "perplexity", "general_perplexity", "forgetting")  # forgetting: change vs the base
 HIGHER_IS_BETTER = ("accuracy", "macro_f1", "rouge_l", "chrf", "bleu", "exact_match")
 Direction = Literal["lower", "higher"]
-CHECK_VALIDATION = "validation_passed"
+CHECK_VALIDATION = "validation_passed"  # deprecated: data validation stops the run before the gate, so it never failed
 CHECK_FINITE = "finite_metrics"
+# Below about 30 paired examples the bootstrap's resampled means are too coarse (an exact-match sample of 10 has
+# 11 possible values) and its percentile bound too optimistic to call a gain real: the usual n >= 30 rule of thumb.
+MIN_GENERATION_EXAMPLES = 30
 # what the drift report scores against the champion's training data (adapterflow/data/drift.py)
 DriftFeature = Literal["rows_added", "rows_removed", "rows_changed", "sources", "quarantine_rate", "pii_rate",
                        "prompt_length", "answer_length", "vocabulary", "eval_set"]
@@ -73,11 +77,16 @@ class PromotionPolicy(StrictModel):
         None, description="an absolute bar for the primary metric as well: at least this (higher-is-better metrics) "
                           "or at most this (lower-is-better)"
     )
+    confidence: float | None = Field(
+        0.95, gt=0.5, lt=1, description="the primary comparison must hold at this confidence: a paired bootstrap over "
+                                        "the eval examples (2000 resamples) whose one-sided lower bound of the "
+                                        "relative improvement must reach min_improvement; none: compare the point "
+                                        "values only")
     guards: list[GuardMetric] = Field(default_factory=list, description="metrics with a maximum regression")
-    required_checks: list[Literal["validation_passed", "finite_metrics"]] = Field(
-        default_factory=lambda: [CHECK_VALIDATION, CHECK_FINITE],
-        description="validation_passed: the run's data validation succeeded; finite_metrics: every candidate "
-                    "metric is a finite number",
+    required_checks: list[Literal["finite_metrics", "validation_passed"]] = Field(
+        default_factory=lambda: [CHECK_FINITE],
+        description="finite_metrics: every candidate metric is a finite number (validation_passed, from older "
+                    "configs, is accepted and ignored: data validation stops a run before the gate)",
     )
     allow_without_champion_comparison: bool = Field(
         False, description="let a candidate replace a champion that was not evaluated on the same eval set "
@@ -87,6 +96,20 @@ class PromotionPolicy(StrictModel):
         None, description="hold promotion when a drift score against the champion's training data exceeds its "
                           "limit, e.g. {vocabulary: 0.1, rows_added: 0.5} (scores: see the README's drift section)"
     )
+
+    @field_validator("confidence", mode="before")
+    @classmethod
+    def _none_is_point_comparison(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("none", "null") else value
+
+    @field_validator("required_checks")
+    @classmethod
+    def _validation_check_is_gone(cls, checks: list[str]) -> list[str]:
+        if CHECK_VALIDATION in checks:
+            warnings.warn("registry.promotion.required_checks: validation_passed is deprecated and ignored (data "
+                          "validation stops a run before the gate, so the check could never fail); remove it",
+                          UserWarning, stacklevel=2)
+        return [check for check in checks if check != CHECK_VALIDATION]
 
     @model_validator(mode="after")
     def _direction_known(self) -> PromotionPolicy:

@@ -48,7 +48,7 @@ from adapterflow.storage.records import (
 from adapterflow.storage.store import Storage, run_storage
 from adapterflow.tokenization.chat import prompt_messages, tokenizer_fingerprint
 from adapterflow.tokenization.dataset import TokenDataset
-from adapterflow.tracking.run import RunTracker, eval_metric
+from adapterflow.tracking.run import PER_EXAMPLE_ARTIFACT, RunTracker, eval_metric
 from schemas.pipeline import PipelineConfig
 
 RESULT_FILE = "result.json"
@@ -133,7 +133,9 @@ def evaluate_contenders(
     models: list[Contender], tokenized: TokenizedData, eval_table: DataTable, config: PipelineConfig, storage: Storage,
     general_passages: list[str] | None = None,
 ) -> dict[str, dict]:
-    """{model name: {"metrics": {...}, "answers": [...]}} for every contender, cached per model in the store.
+    """{model name: {"metrics": {...}, "answers": [...], "per_example": {...}}} for every contender, cached per
+    model in the store (the key covers metrics.py through code_key's imports, so a result from code that kept no
+    per-example values is not reused).
     `general_passages`: the general set's passages when the pipeline read them (its file is on another machine)."""
     device, precision = select_device_and_precision(config.execution.device, config.training.precision)
     settings = config.evaluation
@@ -154,17 +156,18 @@ def evaluate_contenders(
         loaded = load_contender(contender, device)
         model, tokenizer = loaded.model, loaded.tokenizer
         if tokenized.task == "classification":
-            metrics, predicted = classification_metrics(model, dataset, tokenizer.pad_token_id, settings.batch_size,
-                                                        device, precision)
-            answers = [tokenized.label_names[index] for index in predicted[: settings.sample_generations]]
+            metrics, per_example = classification_metrics(model, dataset, tokenizer.pad_token_id,
+                                                          settings.batch_size, device, precision)
+            answers = [tokenized.label_names[int(index)]
+                       for index in per_example["predicted"][: settings.sample_generations]]
         else:
-            metrics = response_perplexity(model, dataset, tokenizer.pad_token_id, settings.batch_size, device,
-                                          precision, packed=loaded.packed)
+            metrics, per_example = response_perplexity(model, dataset, tokenizer.pad_token_id, settings.batch_size,
+                                                       device, precision, packed=loaded.packed)
             answers = generate_answers(model, tokenizer, conversations, settings.max_new_tokens, device, precision,
                                        settings.generation_batch_size)
             if passages:
                 metrics |= general_perplexity(model, tokenizer, passages, settings.batch_size, device, precision)
-        results[contender.name] = {"metrics": metrics, "answers": answers}
+        results[contender.name] = {"metrics": metrics, "answers": answers, "per_example": per_example}
         staging = storage.staging_dir("evaluation")
         (staging / RESULT_FILE).write_text(json.dumps(results[contender.name], indent=2))
         storage.publish(staging, "evaluations", key, RESULT_FILE)
@@ -194,7 +197,8 @@ def compare_side_by_side(
     eval_table: DataTable, results: dict[str, dict], config: PipelineConfig, label_names: list[str],
 ) -> pd.DataFrame:
     """Score every model's answers (generation metrics, or correctness for classifiers), add forgetting to its
-    metrics, and return the comparison table of the same examples."""
+    metrics and the generation scores to its per-example values, and return the comparison table of the same
+    examples."""
     settings = config.evaluation
     column, inputs, references = comparison_examples(eval_table, settings.sample_generations,
                                                      config.tokenize.system_prompt, label_names)
@@ -202,6 +206,9 @@ def compare_side_by_side(
         per_example = correctness(results, references)
     else:
         per_example = score_generations(results, references, settings.generation_metrics)
+        for name, rows in per_example.items():
+            results[name]["per_example"] |= {metric: [row[metric] for row in rows]
+                                             for metric in settings.generation_metrics}
     add_forgetting(results)
     return comparison_table(inputs, references, results, per_example, column)
 
@@ -234,6 +241,8 @@ def evaluate(
     if len(table):
         tracker.log_table(table, SAMPLES_ARTIFACT)
         samples_path = SAMPLES_ARTIFACT
+    per_example = {name: result["per_example"] for name, result in results.items()}
+    tracker.log_dict(per_example, PER_EXAMPLE_ARTIFACT)  # numbers only: for `adapterflow promote`'s paired comparison
     log_comparison_plots(tracker, {name: result["metrics"] for name, result in results.items()})
     logger = stage_logger()
     primary = "macro_f1" if tokenized.task == "classification" else "perplexity"
@@ -246,6 +255,7 @@ def evaluate(
         champion_version=champion.version if champion else None,
         champion_skipped=champion_skipped,
         baselines=baselines,
+        per_example=per_example,
         samples_path=samples_path,
         skipped=all(result.get("skipped") for result in results.values()),
     )

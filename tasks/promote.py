@@ -8,11 +8,10 @@ from adapterflow.core.logs import stage_logger
 from adapterflow.orchestration.stage import stage
 from adapterflow.registry.client import alias_version, move_champion_if_unchanged
 from adapterflow.registry.drift_guard import drift_scores_from_metrics, with_drift_checks
-from adapterflow.registry.promotion import Check, GateInputs, PromotionDecision, promotion_aliases, promotion_decision
+from adapterflow.registry.promotion import Check, PromotionDecision, gate_inputs, promotion_aliases, promotion_decision
 from adapterflow.storage.records import EvalResult, PromotionResult, RegisteredVersion, RunContext
 from adapterflow.tracking.run import (
     ALIAS_CHAMPION,
-    METRIC_VALIDATION_SUCCESS,
     TAG_PROMOTION,
     TAG_PROMOTION_REASONS,
     RunTracker,
@@ -71,12 +70,8 @@ def decide_and_move(
     """The decision on the registry's state read now; the alias moves only if champion is still `current`.
     The version is tagged before the move, so a retry after the move finds the decision."""
     run_metrics = client.get_run(run.mlflow_run_id).data.metrics
-    validation = run_metrics.get(METRIC_VALIDATION_SUCCESS)
-    inputs = GateInputs(
-        metrics=evaluation.metrics, task_metric=evaluation.primary_metric, champion=current,
-        evaluated_champion=evaluation.champion_version, champion_skipped=evaluation.champion_skipped,
-        baselines=evaluation.baselines, validation_passed=None if validation is None else validation == 1.0,
-    )
+    inputs = gate_inputs(evaluation.metrics, evaluation.per_example, evaluation.primary_metric, current,
+                         evaluation.champion_version, evaluation.champion_skipped, evaluation.baselines)
     decision = with_drift_checks(promotion_decision(inputs, policy), drift_scores_from_metrics(run_metrics),
                                  policy.max_drift)
     tag_version(client, registered, decision)

@@ -43,9 +43,35 @@ def test_uniform_model_has_perplexity_of_the_vocabulary() -> None:
         {"input_ids": np.array([1, 2, 3, 4]), "labels": np.array([-100, -100, 3, 4])},
         {"input_ids": np.array([1, 2]), "labels": np.array([-100, 2])},
     ]
-    result = response_perplexity(UniformModel(50), ListDataset(items), 0, 2, torch.device("cpu"), "fp32")
+    result, per_example = response_perplexity(UniformModel(50), ListDataset(items), 0, 2, torch.device("cpu"), "fp32")
     assert result["eval_tokens"] == 3
     assert math.isclose(result["perplexity"], 50, rel_tol=1e-5)
+    assert per_example["tokens"] == [2.0, 1.0]  # the first label of each example is not scored
+    assert per_example["nll"] == pytest.approx([2 * math.log(50), math.log(50)], rel=1e-5)
+
+
+def test_per_example_nll_is_each_examples_own_in_eval_order_packed_or_padded(tiny_model_dir) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager").eval()
+    generator = np.random.default_rng(3)
+    items = []
+    for length in (9, 3, 14, 5, 7, 2, 11):  # packing reorders these, longest first, into rows
+        ids = generator.integers(5, 60, length)
+        labels = ids.copy()
+        labels[: length // 3] = -100
+        items.append({"input_ids": ids, "labels": labels})
+    dataset, cpu = ListDataset(items), torch.device("cpu")
+    packed_metrics, packed = response_perplexity(model, dataset, 0, 4, cpu, "fp32", row_tokens=16)
+    padded_metrics, padded = response_perplexity(model, dataset, 0, 4, cpu, "fp32", packed=False)
+    alone = [response_perplexity(model, ListDataset([item]), 0, 1, cpu, "fp32")[1] for item in items]
+    assert packed["tokens"] == padded["tokens"] == [a["tokens"][0] for a in alone] == \
+        [float((item["labels"][1:] != -100).sum()) for item in items]
+    assert packed["nll"] == pytest.approx([a["nll"][0] for a in alone], rel=1e-4)
+    assert padded["nll"] == pytest.approx(packed["nll"], rel=1e-4)
+    for metrics, values in ((packed_metrics, packed), (padded_metrics, padded)):  # the aggregate is their sum
+        assert metrics["eval_tokens"] == sum(values["tokens"])
+        assert metrics["loss"] == pytest.approx(sum(values["nll"]) / sum(values["tokens"]), rel=1e-12)
 
 
 def test_padded_loss_scores_the_same_tokens_as_packed_and_skips_virtual_token_logits(tiny_model_dir) -> None:
@@ -87,9 +113,11 @@ def test_classification_metrics_are_scikit_learns_accuracy_and_macro_f1() -> Non
 
     predicted, references = [0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0]
     items = [{"input_ids": np.array([p, 1]), "labels": np.array([r])} for p, r in zip(predicted, references)]
-    metrics, predictions = classification_metrics(FirstTokenClassifier(), ListDataset(items), 0, 4,
+    metrics, per_example = classification_metrics(FirstTokenClassifier(), ListDataset(items), 0, 4,
                                                   torch.device("cpu"), "fp32")
-    assert predictions == predicted
+    assert per_example["predicted"] == predicted and per_example["label"] == references
+    assert per_example["correct"] == [1, 0, 1, 1, 1, 0] and sum(per_example["correct"]) / 6 == metrics["accuracy"]
+    assert sum(per_example["nll"]) / 6 == pytest.approx(metrics["loss"]) and per_example["tokens"] == [1] * 6
     assert metrics["accuracy"] == 4 / 6 and metrics["eval_examples"] == 6
     # per-class F1: class 0: 2*1/(2+2) = 0.5, class 1: 2*1/(1+2) = 2/3, class 2: 2*2/(3+2) = 0.8
     assert math.isclose(metrics["macro_f1"], (0.5 + 2 / 3 + 0.8) / 3)

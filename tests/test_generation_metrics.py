@@ -7,7 +7,8 @@ import math
 import pytest
 import sacrebleu
 
-from adapterflow.evaluation.generation_metrics import GENERATION_METRICS, exact_match, generation_scores
+from adapterflow.evaluation.generation_metrics import exact_match, generation_scores
+from schemas.evaluation import GENERATION_METRICS
 
 ALL = list(GENERATION_METRICS)
 

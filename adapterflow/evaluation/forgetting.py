@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from adapterflow.core.devices import autocast
 from adapterflow.core.errors import AdapterflowError
-from adapterflow.evaluation.metrics import padded_next_token_loss
+from adapterflow.evaluation.metrics import padded_next_token_loss, perplexity_of
 from adapterflow.tokenization.collate import PadToLongest
 
 # 206 short everyday-English passages written for this project (its license): no code, no API docs, so a
@@ -78,7 +78,7 @@ def general_perplexity(
         total_nll += float(nll)
         total_tokens += count
     loss = total_nll / max(total_tokens, 1)
-    return {"general_loss": loss, "general_perplexity": math.exp(min(loss, 50.0))}
+    return {"general_loss": loss, "general_perplexity": perplexity_of(loss)}
 
 
 def forgetting(base_perplexity: float, perplexity: float) -> float:

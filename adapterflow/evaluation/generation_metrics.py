@@ -9,11 +9,8 @@ report; the per-example scores fill the comparison table.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, get_args
+from typing import Any
 
-from schemas.evaluation import GenerationMetric
-
-GENERATION_METRICS: tuple[str, ...] = get_args(GenerationMetric)
 
 
 def normalise_answer(text: str) -> str:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
+from adapterflow.registry.significance import better_by, missing_examples, paired_bootstrap, relative
 from adapterflow.tracking.run import ALIAS_CHAMPION, ALIAS_PREVIOUS_CHAMPION
-from schemas.registry import CHECK_FINITE, CHECK_VALIDATION, Direction, PromotionPolicy, metric_direction
+from schemas.registry import CHECK_FINITE, Direction, PromotionPolicy, metric_direction
 
 MAJORITY = "majority"  # the majority-class baseline of a classifier's eval labels
 
@@ -34,7 +36,27 @@ class GateInputs:
     evaluated_champion: str | None = None  # the champion version evaluated with the candidate
     champion_skipped: str | None = None  # why a champion was not evaluated
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # e.g. {"majority": {...}}
-    validation_passed: bool | None = None  # None: not recorded
+    # {model or baseline: {value: one per eval example}}: what the confidence bound resamples (significance.py)
+    per_example: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+
+def gate_inputs(
+    metrics: Mapping[str, Mapping[str, float]], per_example: Mapping[str, Mapping[str, list[float]]],
+    task_metric: str, champion: str | None, evaluated_champion: str | None, champion_skipped: str | None,
+    baselines: Mapping[str, Mapping[str, float]],
+) -> GateInputs:
+    """The gate's inputs, built the same way by the pipeline (tasks/promote.py) and `adapterflow promote`
+    (registry/versions.py): base, candidate and the champion (only when it was evaluated) with their metrics and
+    per-example values, and the baselines, the majority class's per-example values from the candidate's labels."""
+    models = ("base", "candidate", *(("champion",) if evaluated_champion is not None else ()))
+    examples = {name: dict(per_example[name]) for name in models if per_example.get(name)}
+    labels = examples.get("candidate", {}).get("label")
+    if MAJORITY in baselines and labels:
+        examples[MAJORITY] = majority_class_examples(labels)
+    return GateInputs(metrics={name: dict(metrics[name]) for name in models if name in metrics},
+                      task_metric=task_metric, champion=champion, evaluated_champion=evaluated_champion,
+                      champion_skipped=champion_skipped, per_example=examples,
+                      baselines={name: dict(values) for name, values in baselines.items()})
 
 
 @dataclass(frozen=True)
@@ -76,30 +98,24 @@ class PromotionDecision:
         return replace(self, checks=(*self.checks, check))
 
 
-def better_by(candidate: float, reference: float, direction: Direction) -> float:
-    """How much better the candidate is, in the metric's units (negative: worse; NaN when either is)."""
-    return reference - candidate if direction == "lower" else candidate - reference
+class Reference(NamedTuple):
+    """The model the candidate is measured against: its name in reasons, its metrics, its key in `per_example`."""
+
+    label: str
+    metrics: dict[str, float]
+    key: str
 
 
-def relative(amount: float, reference: float) -> float:
-    """`amount` as a share of the reference's size; a non-zero amount on a zero reference is infinite."""
-    if reference:
-        return amount / abs(reference)  # NaN when either is NaN
-    if math.isnan(amount) or not amount:
-        return amount
-    return math.copysign(math.inf, amount)
-
-
-def choose_reference(inputs: GateInputs, metric: str) -> tuple[str, dict[str, float]] | None:
+def choose_reference(inputs: GateInputs, metric: str) -> Reference | None:
     """The model the candidate must beat on `metric`: the evaluated champion, else the majority-class baseline
     (when it measured `metric`), else the base model; None when none measured it."""
     if inputs.evaluated_champion is not None:  # never the base instead: the champion is the bar once it exists
-        return f"champion v{inputs.evaluated_champion}", inputs.metrics.get("champion", {})
+        return Reference(f"champion v{inputs.evaluated_champion}", inputs.metrics.get("champion", {}), "champion")
     baseline = inputs.baselines.get(MAJORITY, {})
     if metric in baseline:
-        return "the majority-class baseline (always the most frequent eval label)", baseline
+        return Reference("the majority-class baseline (always the most frequent eval label)", baseline, MAJORITY)
     if "base" in inputs.metrics:
-        return "the base model", inputs.metrics["base"]
+        return Reference("the base model", inputs.metrics["base"], "base")
     return None
 
 
@@ -135,22 +151,46 @@ def primary_checks(inputs: GateInputs, policy: PromotionPolicy, metric: str) -> 
         return [Check(name, False, f"registry.promotion.metric {metric} is not measured for this candidate "
                                    f"(measured: {measured})")], None
     found = choose_reference(inputs, metric)
-    if found is None or metric not in found[1]:
-        against = found[0] if found else "any reference"
+    if found is None or metric not in found.metrics:
+        against = found.label if found else "any reference"
         return [Check(name, False, f"{metric} was not measured for {against}: nothing to compare with")], None
-    against, reference = found[0], found[1][metric]
-    gain = better_by(candidate, reference, direction)
-    improvement = relative(gain, reference)
-    # an infinite value is no measurement to win by; NaN and a tie fail the comparisons themselves
-    passed = math.isfinite(candidate) and math.isfinite(reference) and gain > 0 and improvement >= policy.min_improvement
-    checks = [Check(name, passed, f"candidate {metric} {candidate:.4g} vs {against} {reference:.4g}: "
-                                  f"{improvement:+.2%} improvement, gate needs at least {policy.min_improvement:.2%}")]
+    against, reference = found.label, found.metrics[metric]
+    if inputs.evaluated_champion is not None and math.isfinite(candidate) and not math.isfinite(reference):
+        passed, detail = True, (f"{against} {metric} is {reference}: any finite candidate replaces it (candidate "
+                                f"{metric} {candidate:.4g})")
+    else:
+        passed, detail = compare(inputs, policy, metric, direction, found)
+    checks = [Check(name, passed, detail)]
     if policy.threshold is not None:
         bar = "at most" if direction == "lower" else "at least"
         checks.append(Check(f"threshold {metric}", passed and better_by(candidate, policy.threshold, direction) >= 0,
                             f"candidate {metric} {candidate:.4g}, registry.promotion.threshold needs {bar} "
                             f"{policy.threshold:.4g}"))
     return checks, against
+
+
+def compare(inputs: GateInputs, policy: PromotionPolicy, metric: str, direction: Direction,
+            found: Reference) -> tuple[bool, str]:
+    """The primary comparison: with `confidence`, the bootstrap's lower bound must reach min_improvement; with
+    none, or without per-example values for both sides, the point values must."""
+    candidate, reference = inputs.metrics["candidate"][metric], found.metrics[metric]
+    gain = better_by(candidate, reference, direction)
+    improvement = relative(gain, reference)
+    # an infinite value is no measurement to win by; NaN and a tie fail the comparisons themselves
+    plausible = math.isfinite(candidate) and math.isfinite(reference) and gain > 0
+    values = f"candidate {metric} {candidate:.4g} vs {found.label} {reference:.4g}: {improvement:+.2%} improvement"
+    needs = f"gate needs at least {policy.min_improvement:.2%}"
+    point = plausible and improvement >= policy.min_improvement
+    if policy.confidence is None:
+        return point, f"{values}, {needs}"
+    ours, theirs = inputs.per_example.get("candidate"), inputs.per_example.get(found.key)
+    why = missing_examples(metric, ours, theirs, found.label)
+    if why is not None:
+        return point, f"{values}, {needs} (point comparison: {why})"
+    interval = paired_bootstrap(metric, ours, theirs, direction, policy.confidence)
+    bound = (f"{policy.confidence * 100:g}% lower bound {interval.lower:+.2%} on {interval.examples} examples (this "
+             f"eval size detects about {interval.detectable:.2%})")
+    return plausible and interval.lower >= policy.min_improvement, f"{values}, {bound}, {needs}"
 
 
 def guard_checks(inputs: GateInputs, policy: PromotionPolicy) -> list[Check]:
@@ -161,12 +201,12 @@ def guard_checks(inputs: GateInputs, policy: PromotionPolicy) -> list[Check]:
         direction = metric_direction(guard.metric) if guard.direction == "auto" else guard.direction
         candidate = inputs.metrics.get("candidate", {}).get(guard.metric)
         found = choose_reference(inputs, guard.metric)
-        if candidate is None or found is None or guard.metric not in found[1] or direction is None:
-            missing = "the candidate" if candidate is None else (found[0] if found else "any reference")
+        if candidate is None or found is None or guard.metric not in found.metrics or direction is None:
+            missing = "the candidate" if candidate is None else (found.label if found else "any reference")
             checks.append(Check(name, False, f"{guard.metric} was not measured for {missing}: the guard can't be "
                                              "checked"))
             continue
-        against, reference = found[0], found[1][guard.metric]
+        against, reference = found.label, found.metrics[guard.metric]
         regression = -better_by(candidate, reference, direction)
         if guard.regression == "relative":
             measured, limit = relative(regression, reference), f"{guard.max_regression:.2%}"
@@ -182,9 +222,6 @@ def guard_checks(inputs: GateInputs, policy: PromotionPolicy) -> list[Check]:
 
 def required_checks(inputs: GateInputs, policy: PromotionPolicy) -> list[Check]:
     checks = []
-    if CHECK_VALIDATION in policy.required_checks:
-        state = {True: "succeeded", False: "failed", None: "was not recorded in the run"}[inputs.validation_passed]
-        checks.append(Check(CHECK_VALIDATION, inputs.validation_passed is True, f"data validation {state}"))
     if CHECK_FINITE in policy.required_checks:
         candidate = inputs.metrics.get("candidate", {})
         bad = sorted(name for name, value in candidate.items() if not math.isfinite(value))
@@ -210,8 +247,19 @@ def majority_class_metrics(labels: Sequence[int]) -> dict[str, float]:
 
     if not len(labels):
         return {}
-    counts = Counter(int(label) for label in labels)
-    majority = min(counts, key=lambda label: (-counts[label], label))  # the smaller class index on a tie
-    predicted = [majority] * len(labels)
+    predicted = [majority_label(labels)] * len(labels)
     return {"accuracy": float(accuracy_score(labels, predicted)),
             "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0))}
+
+
+def majority_label(labels: Sequence[float]) -> int:
+    """The most frequent label; the smaller class index on a tie."""
+    counts = Counter(int(label) for label in labels)
+    return min(counts, key=lambda label: (-counts[label], label))
+
+
+def majority_class_examples(labels: Sequence[float]) -> dict[str, list[float]]:
+    """The majority-class baseline's per-example values on these eval labels, like a classifier's."""
+    majority = majority_label(labels)
+    return {"label": [float(label) for label in labels], "predicted": [float(majority)] * len(labels),
+            "correct": [float(int(label) == majority) for label in labels]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 import tempfile
 from dataclasses import dataclass
@@ -20,13 +21,14 @@ from pydantic import ValidationError
 from adapterflow.core.errors import UsageError
 from adapterflow.evaluation.eval_sets import TAG_EVAL_SET
 from adapterflow.registry.client import alias_version
-from adapterflow.registry.promotion import MAJORITY, Check, GateInputs, PromotionDecision, promotion_decision
+from adapterflow.registry.promotion import MAJORITY, Check, PromotionDecision, gate_inputs, promotion_decision
 from adapterflow.tracking.run import (
     ALIAS_CHAMPION,
     CONFIG_ARTIFACT,
     CONFIG_ARTIFACT_DIR,
-    METRIC_VALIDATION_SUCCESS,
+    PER_EXAMPLE_ARTIFACT,
     TAG_BASE_MODEL,
+    TAG_BASE_MODEL_SHA,
     TAG_DATASET_FINGERPRINT,
     TAG_METHOD,
     TAG_TOKENIZER_SHA,
@@ -122,6 +124,21 @@ def run_eval_metrics(client: MlflowClient, run_id: str | None) -> dict[str, dict
         return {}
 
 
+def run_per_example(client: MlflowClient, run_id: str | None) -> dict[str, dict[str, list[float]]]:
+    """The per-example eval values the run logged ({model: {value: [...]}}); empty for a run from before they were
+    logged, or one that is gone."""
+    if not run_id:
+        return {}
+    folder, name = PER_EXAMPLE_ARTIFACT.rsplit("/", 1)
+    try:
+        if PER_EXAMPLE_ARTIFACT not in {artifact.path for artifact in client.list_artifacts(run_id, folder)}:
+            return {}
+        with tempfile.TemporaryDirectory(prefix="adapterflow-examples-") as staging:
+            return json.loads(Path(client.download_artifacts(run_id, PER_EXAMPLE_ARTIFACT, staging)).read_text())
+    except MlflowException:
+        return {}
+
+
 def group_eval_metrics(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
     grouped: dict[str, dict[str, float]] = {}
     for key, value in metrics.items():
@@ -196,8 +213,9 @@ def run_policy(client: MlflowClient, run: Run, where: str) -> PromotionPolicy:
 
 def not_comparable(version_tags: dict[str, str], champion_tags: dict[str, str]) -> str | None:
     """Why two versions' logged eval metrics can't be compared (None when they can): they must come from the
-    same frozen eval set, through the same tokenizer and chat template."""
-    for tag, what in ((TAG_EVAL_SET, "eval set"), (TAG_TOKENIZER_SHA, "tokenizer and chat template")):
+    same frozen eval set, on the same base model weights, through the same tokenizer and chat template."""
+    for tag, what in ((TAG_EVAL_SET, "eval set"), (TAG_BASE_MODEL_SHA, "base model weights"),
+                      (TAG_TOKENIZER_SHA, "tokenizer and chat template")):
         ours, theirs = version_tags.get(tag), champion_tags.get(tag)
         if tag == TAG_EVAL_SET and not (ours and theirs):
             return f"the {what} of {'this version' if not ours else 'the champion'} is not recorded ({tag})"
@@ -229,18 +247,18 @@ def promotion_verdict(client: MlflowClient, name: str, version: ModelVersion) ->
         raise UsageError(f"{name} version {version.version} has no logged eval metrics (eval/candidate/*) in its "
                          f"run {version.run_id}", hint="only versions registered by adapterflow run can be gated")
     metrics = {"base": own.get("base", {}), "candidate": own["candidate"]}
+    logged = run_per_example(client, run.info.run_id)
+    per_example = {model: logged[model] for model in ("base", "candidate") if model in logged}
     champion = alias_version(client, name, ALIAS_CHAMPION)
     skipped = None
     if champion is not None:
         held = client.get_model_version(name, champion)
         skipped = not_comparable(version.tags, held.tags)
-        if skipped is None:
+        if skipped is None:  # the champion's own run scored it, as its candidate, on the same eval set
             metrics["champion"] = run_eval_metrics(client, held.run_id).get("candidate", {})
-    validation = run.data.metrics.get(METRIC_VALIDATION_SUCCESS)
+            per_example["champion"] = run_per_example(client, held.run_id).get("candidate", {})
     baselines = {MAJORITY: own[MAJORITY]} if own.get(MAJORITY) else {}  # the pipeline gate's, as evaluate logged it
-    inputs = GateInputs(metrics=metrics, task_metric=primary_metric(own["candidate"]), champion=champion,
-                        evaluated_champion=champion if champion is not None and skipped is None else None,
-                        champion_skipped=skipped, baselines=baselines,
-                        validation_passed=None if validation is None else validation == 1.0)
+    inputs = gate_inputs(metrics, per_example, primary_metric(own["candidate"]), champion,
+                         champion if champion is not None and skipped is None else None, skipped, baselines)
     policy = run_policy(client, run, f"{name} version {version.version}")
     return Verdict(promotion_decision(inputs, policy), champion)

@@ -147,6 +147,10 @@ class EvalResult(StageRecord):
     champion_skipped: str | None = Field(None, description="why the champion was not evaluated (when one exists)")
     baselines: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="references that are not models, e.g. majority: the majority-class baseline")
+    per_example: dict[str, dict[str, list[float]]] = Field(
+        default_factory=dict, description="{model: {value: one per eval example, in eval order}}: nll and tokens "
+                                          "(causal LMs), label, predicted, correct (classifiers), generation scores "
+                                          "of the sampled answers; what the gate's bootstrap resamples")
 
 
 class RegisteredVersion(StageRecord):

@@ -40,12 +40,17 @@ class PackedCollator:
         self.counter = TokenCounter()
 
     def __call__(self, examples: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        return self.pack(examples)[0]
+
+    def pack(self, examples: list[dict[str, np.ndarray]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The packed batch, and which example (its index in `examples`) fills each position (-1: padding)."""
         lengths = [len(example["input_ids"]) for example in examples]
         rows = balanced_rows(lengths, self.row_tokens)
         width = -(-max(sum(lengths[i] for i in row) for row in rows) // self.multiple_of) * self.multiple_of
         input_ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
         labels = np.full((len(rows), width), IGNORE_INDEX, dtype=np.int64)
         positions = np.zeros((len(rows), width), dtype=np.int64)
+        owners = np.full((len(rows), width), -1, dtype=np.int64)
         for row, members in enumerate(rows):
             start = 0
             for index in members:
@@ -53,21 +58,24 @@ class PackedCollator:
                 input_ids[row, start : start + length] = examples[index]["input_ids"]
                 labels[row, start + 1 : start + length] = examples[index]["labels"][1:]  # first label: boundary
                 positions[row, start : start + length] = np.arange(length)
+                owners[row, start : start + length] = index
                 start += length
             positions[row, start:] = np.arange(width - start)  # the padded tail is a sequence of its own
         self.counter.add(sum(lengths), input_ids.size)
-        return {
+        batch = {
             "input_ids": torch.from_numpy(input_ids),
             "labels": torch.from_numpy(labels),
             "position_ids": torch.from_numpy(positions),
         }
+        return batch, torch.from_numpy(owners)
 
 
 def next_token_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], reduction: str = "mean") -> tuple[torch.Tensor, int]:
     """Cross-entropy of every labelled next token, projecting only those positions onto the vocabulary.
 
     The vocabulary projection and softmax are the largest layers of a small model; prompt tokens (no label)
-    skip them. Returns the loss (summed or averaged over label tokens) and the label-token count.
+    skip them. Returns the loss (summed or averaged over label tokens, or `none`: one per label token, in row
+    order) and the label-token count.
     """
     labels = batch["labels"]
     targets = labels[:, 1:]
@@ -77,6 +85,8 @@ def next_token_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], redu
     logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits
     logits = logits.reshape(-1, logits.shape[-1])
     wanted = targets[targets != IGNORE_INDEX]
-    loss = torch.nn.functional.cross_entropy(logits.float(), wanted, reduction="sum")
     count = int(wanted.numel())
+    if reduction == "none":
+        return torch.nn.functional.cross_entropy(logits.float(), wanted, reduction="none"), count
+    loss = torch.nn.functional.cross_entropy(logits.float(), wanted, reduction="sum")
     return (loss / max(count, 1) if reduction == "mean" else loss), count

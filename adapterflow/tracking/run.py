@@ -69,6 +69,7 @@ TAG_TRAIN_ROWS = "adapterflow.train_rows"
 TAG_EVAL_ROWS = "adapterflow.eval_rows"
 TAG_PROMOTION = "adapterflow.promotion"  # the gate's decision in one line
 TAG_PROMOTION_REASONS = "adapterflow.promotion.reasons"  # every check, one per line
+PER_EXAMPLE_ARTIFACT = "eval/per_example.json"  # {model: {value: [one per eval example]}}: numbers only
 METRIC_VALIDATION_SUCCESS = "data/validation_success"  # 1.0 when the data passed its expectations
 CONFIG_ARTIFACT_DIR, CONFIG_FILE = "config", "config.yaml"  # every run's resolved config (tasks/track.py::open_run)
 CONFIG_ARTIFACT = f"{CONFIG_ARTIFACT_DIR}/{CONFIG_FILE}"

@@ -42,7 +42,7 @@ def held_out_loss(
     classifiers)."""
     if task == "classification":
         return classification_metrics(model, dataset, pad_token_id, batch_size, device, precision)[0]["loss"]
-    return response_perplexity(model, dataset, pad_token_id, batch_size, device, precision, packed=packed)["loss"]
+    return response_perplexity(model, dataset, pad_token_id, batch_size, device, precision, packed=packed)[0]["loss"]
 
 
 def validation_measure(

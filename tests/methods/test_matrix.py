@@ -22,6 +22,7 @@ from adapterflow.tokenization.dataset import TokenDataset
 from adapterflow.training.trainer import train_adapter
 from schemas.method import MethodVariant
 from schemas.training import TrainingConfig
+from tests.conftest import run_in_home
 from tests.methods.conftest import Prepared, method_of, training_for
 
 CPU = torch.device("cpu")
@@ -65,7 +66,7 @@ def train_loss(model: torch.nn.Module, prepared: Prepared, method: MethodVariant
     pad = load_tokenizer(prepared.base.path).pad_token_id
     if prepared.tokenized.task == "classification":
         return classification_metrics(model, dataset, pad, 8, CPU, "fp32")[0]["loss"]
-    return response_perplexity(model, dataset, pad, 8, CPU, "fp32", packed=not method.prompt_learning)["loss"]
+    return response_perplexity(model, dataset, pad, 8, CPU, "fp32", packed=not method.prompt_learning)[0]["loss"]
 
 
 def initial_model(method: MethodVariant, prepared: Prepared, config: TrainingConfig) -> torch.nn.Module:
@@ -102,7 +103,7 @@ def test_method_trains_registers_and_reloads(
     assert 0 < outcome.metrics["train/trainable_parameters"] <= outcome.metrics["train/total_parameters"]
     assert outcome.metrics["memory/estimate_total_mb"] > 0
 
-    with mlflow.start_run() as run:
+    with run_in_home(home) as run:
         version, uri = register_adapter(MlflowClient(), run.info.run_id, "matrix", str(outcome.output_dir), data.base,
                                         {"adapterflow.method": method.type}, name)
     reloaded = mlflow.pyfunc.load_model(uri).unwrap_python_model().model
