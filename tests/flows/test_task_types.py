@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -39,6 +40,14 @@ def test_classifier_is_judged_by_macro_f1_and_labels_texts_from_the_registry(
     run = MlflowClient().get_run(summary["mlflow_run_id"])
     assert "eval/candidate/macro_f1" in run.data.metrics and "memory/estimate_total_mb" in run.data.metrics
     assert "eval/majority/macro_f1" in run.data.metrics
+    primary = next(line for line in summary["promotion_reasons"] if "primary macro_f1" in line)
+    assert "95% lower bound" in primary  # resampled against the majority class on the candidate's own eval labels
+    logged = json.loads(Path(mlflow.artifacts.download_artifacts(
+        run_id=summary["mlflow_run_id"], artifact_path="eval/per_example.json", dst_path=str(tmp_path))).read_text())
+    examples = int(candidate["eval_examples"])
+    assert f"on {examples} examples" in primary
+    assert all(len(logged[model][key]) == examples for model in ("base", "candidate")
+               for key in ("label", "predicted", "correct", "nll", "tokens"))
 
     model = mlflow.pyfunc.load_model(summary["model_uri"])
     labelled = model.predict(pd.DataFrame({"text": ["What does `len` do?", "Return the number of items."]}))
