@@ -7,9 +7,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from mlflow import ActiveRun
 
 # Before anything imports prefect, mlflow or transformers: no network, no telemetry, nothing under $HOME.
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="adapterflow-tests-"))
@@ -25,8 +29,6 @@ from adapterflow.core.home import Home, configure_environment  # noqa: E402
 configure_environment()
 
 from tests.tiny_model import ASSETS, tiny_config  # noqa: E402, F401 - the tests import them from here
-
-
 
 pytest_plugins = ["tests.xdist_groups"]
 
@@ -89,6 +91,17 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     monkeypatch.setenv("ADAPTERFLOW_HOME", str(home.root))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", home.embedded_tracking_uri)
     return home
+
+
+def run_in_home(home: Home) -> ActiveRun:
+    """An MLflow run whose artifacts stay in the test's home (MLflow's Default experiment would put them in the
+    working directory's ./mlruns)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from adapterflow.tracking.run import ensure_experiment
+
+    return mlflow.start_run(experiment_id=ensure_experiment(MlflowClient(), "tests", home))
 
 
 def write_config(folder: Path, config: dict, name: str = "config.yaml") -> Path:

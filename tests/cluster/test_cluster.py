@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import boto3
@@ -207,14 +208,24 @@ def test_a_sweeps_trials_train_on_the_cuda_pool_in_nested_runs_on_the_tracking_s
     assert best.sweep is None and best.training.learning_rate == summary["best"]["values"]["training.learning_rate"]
 
 
-def test_a_cron_schedule_fires_on_the_server_and_its_run_completes(cluster: dict, tiny_model_dir: Path) -> None:
+@pytest.fixture(scope="module", autouse=True)
+def scheduled_soon(cluster: dict, tiny_model_dir: Path) -> str:
+    """A deployment on an hourly cron whose minute is two minutes away, deployed as the module starts: the wait for
+    that minute overlaps the other tests instead of adding up to a minute to the suite. Returns its cron."""
     env, root = cluster["env"], cluster["root"]
     config = tiny_config(tiny_model_dir, execution={"device": "cpu"})
     config["name"] = SCHEDULED
     config_path = write_config(root, config, "scheduled.yaml")
-    deployed = cli(env, root / "deployer-home", "deploy", str(config_path), "--cron", "* * * * *")
-    assert "schedule * * * * * (UTC)" in deployed
-    deadline = time.monotonic() + 150  # the next minute, then the run itself
+    minute = (datetime.now(timezone.utc) + timedelta(minutes=2)).minute
+    cron = f"{minute} * * * *"
+    deployed = cli(env, root / "deployer-home", "deploy", str(config_path), "--cron", cron)
+    assert f"schedule {cron} (UTC)" in deployed
+    return cron
+
+
+def test_a_cron_schedule_fires_on_the_server_and_its_run_completes(cluster: dict, scheduled_soon: str) -> None:
+    env = cluster["env"]
+    deadline = time.monotonic() + 200  # its minute (at most three away), then the run itself
     while True:
         runs = [r for r in flow_runs_of(env, f"adapterflow-finetune/{SCHEDULED}") if r.state.is_completed()]
         if runs:
@@ -222,6 +233,7 @@ def test_a_cron_schedule_fires_on_the_server_and_its_run_completes(cluster: dict
         assert time.monotonic() < deadline, flow_runs_of(env, f"adapterflow-finetune/{SCHEDULED}")
         time.sleep(2)
     assert runs[0].auto_scheduled
+    assert runs[0].expected_start_time.minute == int(scheduled_soon.split()[0])
     run = mlflow_run_of(MlflowClient(env["MLFLOW_TRACKING_URI"]), str(runs[0].id))
     assert run.info.status == "FINISHED"
 

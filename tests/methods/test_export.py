@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -16,6 +15,7 @@ from adapterflow.core.home import Home
 from adapterflow.methods.export import export_merged
 from adapterflow.registry import register_adapter
 from adapterflow.training.trainer import train_adapter
+from tests.conftest import run_in_home
 from tests.methods.conftest import Prepared, method_of, training_for
 
 CPU = torch.device("cpu")
@@ -57,7 +57,7 @@ def test_methods_that_compute_on_top_of_the_base_cannot_be_merged(options: dict,
 def test_export_command_merges_a_registered_version(prepared: dict, tmp_path: Path, home: Home) -> None:
     data = prepared["sft"]
     artifact, _ = trained(data, MERGEABLE["lora"], tmp_path / "run")
-    with mlflow.start_run() as run:
+    with run_in_home(home) as run:
         register_adapter(MlflowClient(), run.info.run_id, "exported", str(artifact), data.base, {}, "lora")
     result = CliRunner().invoke(app, ["export", "models:/exported/1", "--merge", str(tmp_path / "merged")])
     assert result.exit_code == 0, result.output

@@ -16,6 +16,7 @@ from adapterflow.registry import register_adapter
 from adapterflow.training.trainer import TrainingOutcome, train_adapter
 from schemas.training import TrainingConfig
 from tasks.evaluate import contenders, load_contender
+from tests.conftest import run_in_home
 from tests.methods.conftest import Prepared, method_of
 
 CPU = torch.device("cpu")
@@ -57,7 +58,7 @@ def test_a_bf16_lora_is_evaluated_and_served_on_a_bf16_base(
     for contender in (base, candidate):
         model = load_contender(contender, CPU).model
         assert {p.dtype for name, p in model.named_parameters() if "lora_" not in name} == {torch.bfloat16}
-    with mlflow.start_run() as run:
+    with run_in_home(home) as run:
         _, uri = register_adapter(MlflowClient(), run.info.run_id, "loading", str(outcome.output_dir), data.base,
                                   {"adapterflow.method": "lora"}, "bf16 lora")
     served = mlflow.pyfunc.load_model(uri)
