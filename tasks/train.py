@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -86,12 +85,12 @@ def train_or_reuse(
                 tracker.log_metrics({k: v for k, v in entry.items() if k != "step"}, step=int(entry["step"]))
         return TrainResult(key=key, uri=uri, metrics=saved["metrics"], skipped=True, warm_start_from=started_from,
                            stopped_early=saved.get("stopped_early"))
-    staging = storage.staging_dir("adapter")
     options = dict(chat_template=config.tokenize.chat_template, max_length=tokenized.max_length,
                    task=tokenized.task, label_names=tokenized.label_names, base_dtype=config.base_model.dtype,
                    init_from=champion.adapter_dir if champion else None)
     tokenized_dir = storage.fetch(tokenized.uri)
-    try:
+    # failed, pruned or stopped: what it left is no adapter (checkpoints live elsewhere)
+    with storage.staging("adapter") as staging:
         if config.training.distributed.num_processes > 1:
             from adapterflow.training.distributed import train_adapter_distributed
 
@@ -102,9 +101,6 @@ def train_or_reuse(
         else:
             outcome = train_resumably(tokenized_dir, base, config, device, precision, staging, tracker, checkpoints,
                                       options | {"probe": probe})
-    except BaseException:  # failed, pruned or stopped: what it left is no adapter (checkpoints live elsewhere)
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     metrics = outcome.metrics | {"train/precision_bf16": float(precision == "bf16")}
     saved = {"metrics": metrics, "history": outcome.history, "stopped_early": outcome.stopped_early}
     (staging / METRICS_FILE).write_text(json.dumps(saved, indent=2))

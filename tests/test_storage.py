@@ -141,3 +141,14 @@ def test_on_s3_the_marker_is_uploaded_after_every_other_file(tmp_path: Path, mon
     store.publish(folder, "adapters", "k", "metrics.json")
     assert uploaded[-1] == "cache/adapters/k/metrics.json" and len(uploaded) == 4
     assert (tmp_path / "mirror" / "adapters" / "k" / "metrics.json").is_file()  # and kept as this machine's copy
+
+
+def test_a_staging_folder_is_removed_when_its_block_fails_and_kept_when_it_succeeds(tmp_path: Path) -> None:
+    store = Storage.local(tmp_path / "store")
+    with pytest.raises(KeyboardInterrupt), store.staging("adapter") as failed:
+        (failed / "half-written.bin").write_bytes(b"w")
+        raise KeyboardInterrupt  # a Ctrl-C while training: the folder goes, the interrupt goes on
+    assert not failed.exists()
+    with store.staging("adapter") as finished:
+        (finished / "weights.bin").write_bytes(b"w")
+    assert (finished / "weights.bin").read_bytes() == b"w"  # for the caller to publish

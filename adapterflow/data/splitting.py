@@ -65,8 +65,7 @@ def split_rows(
 ) -> SplitResult:
     """Write train and eval tables into the store's datasets/<fingerprint>/: eval is the `frozen` eval set when
     one is given, else the seeded split's eval side."""
-    staging = storage.staging_dir("split")
-    try:
+    with storage.staging("split") as staging:
         keys = scan_table(Path(rows.table.path), None, staging, workers, view="prompt").exact_keys
         needed = 1 if frozen else 2  # a frozen eval set needs rows for train only
         if len(keys) < needed:
@@ -90,9 +89,6 @@ def split_rows(
         train, validation, dropped = carved.train, carved.validation, dropped | carved.dropped
         digest = fingerprint(train, held_out, validation)
         eval_set = eval_set_id(held_out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     key = digest[:KEY_LENGTH]
     found = storage.lookup("datasets", key, FINGERPRINT_FILE)
     skipped = found is not None

@@ -16,6 +16,8 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,17 @@ class Storage:
         """A fresh folder next to the local copies, so publishing it is a rename."""
         self.mirror.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=f".{prefix}-", dir=self.mirror))
+
+    @contextmanager
+    def staging(self, prefix: str) -> Iterator[Path]:
+        """A fresh staging folder that is removed when the block raises (failed, stopped or Ctrl-C): no half-written
+        folder stays behind; on success it stays for the caller to publish."""
+        folder = self.staging_dir(prefix)
+        try:
+            yield folder
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     def lookup(self, kind: str, key: str, marker: str) -> Path | None:
         """A local copy of a complete `<kind>/<key>` folder, fetched when only the store has it; else None."""
@@ -169,12 +182,8 @@ class Storage:
         return json.loads((Path(self.root) / name).read_bytes())
 
     def _download(self, kind: str, key: str) -> Path:
-        staging = self.staging_dir(kind)
-        try:
+        with self.staging(kind) as staging:
             _s3_download_folder(self.uri(kind, key), staging)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return install(staging, self.local_dir(kind, key), None)
 
 
