@@ -100,7 +100,32 @@ class ValidationCurve(TrainerCallback):
         if timed == TIMED_STEPS and self.state.seconds_per_step is None:
             self.state.seconds_per_step = (now - self._first_step_end - self._validation_since_first) / timed
             self._plan(args, state, model, lr_scheduler, step)
+            return self._finish_step(args, state, control, model, step)
+        measurements = self.state.measurements
         self._finish_step(args, state, control, model, step)
+        if self.state.measurements > measurements and self.state.planned_steps is not None \
+                and not control.should_training_stop:
+            self._replan(args, state, lr_scheduler, step, now - self._first_step_end, timed)
+
+    def _replan(self, args: Any, state: Any, lr_scheduler: Any, step: int, since_first: float, timed: int) -> None:
+        """At each measurement under a budget, the plan again from the speed of every step so far: the first
+        timed steps can be faster than the rest (shorter packed rows, no checkpoint yet), and a plan kept from
+        them would end at the budget's hard stop with the learning rate far from its end."""
+        self.state.seconds_per_step = (since_first - (self._validation_since_first - self.validation_last_seconds)) \
+            / timed
+        planned = planned_steps(self.config.time_budget, self.elapsed(), step, self.state.seconds_per_step,
+                                self.validation_last_seconds, self.state.eval_steps or state.max_steps,
+                                state.max_steps)
+        if planned == self.state.planned_steps:
+            return
+        stage_logger().info("time budget: %.2fs per step so far, re-planned to %d steps (was %d)",
+                            self.state.seconds_per_step, planned, self.state.planned_steps)
+        self.state.planned_steps = planned
+        if lr_scheduler is not None:
+            refit_schedule(lr_scheduler, args, planned)
+        if self.tracker is not None:
+            self.tracker.log_metrics({"train/planned_steps": float(planned),
+                                      "train/seconds_per_step": self.state.seconds_per_step}, step=step)
 
     def _plan(self, args: Any, state: Any, model: Any, lr_scheduler: Any, step: int) -> None:
         """eval_steps auto and the budget plan, once the speed is measured."""

@@ -3,6 +3,7 @@ weights, the time budget's plan and its learning-rate schedule, and a state that
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,15 +30,16 @@ class FakeClock:
         return self.now
 
 
-def drive(callback: ValidationCurve, clock: FakeClock, max_steps: int, step_seconds: float = 2.0,
-          scheduler: object = None) -> tuple[int, SimpleNamespace]:
-    """Run the callback through the Trainer's step loop, as a Trainer calls it; the step it stopped at."""
+def drive(callback: ValidationCurve, clock: FakeClock, max_steps: int,
+          step_seconds: float | Callable[[int], float] = 2.0, scheduler: object = None) -> tuple[int, SimpleNamespace]:
+    """Run the callback through the Trainer's step loop, as a Trainer calls it; the step it stopped at.
+    `step_seconds`: what every step takes, or what step N takes."""
     args = SimpleNamespace(lr_scheduler_type="cosine", get_warmup_steps=lambda steps: 0, output_dir="/nonexistent")
     control = SimpleNamespace(should_training_stop=False)
     callback.on_train_begin(args, None, control, lr_scheduler=scheduler)
     model = torch.nn.Linear(2, 1)
     for step in range(1, max_steps + 1):
-        clock.now += step_seconds
+        clock.now += step_seconds(step) if callable(step_seconds) else step_seconds
         if scheduler is not None:
             scheduler.optimizer.step()
             scheduler.step()
@@ -78,6 +80,25 @@ def test_the_budget_plans_the_steps_and_fits_the_schedule_to_them(monkeypatch: p
     assert callback.state.stopped_early == "time budget 200s: stopped at step 88 of at most 10000"
     assert clock.now <= 200
     assert scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)  # the cosine ends at the planned step
+
+
+def test_steps_slower_than_the_timed_ones_re_plan_the_budget_at_each_measurement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(validation_curve, "time", clock)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=0, num_training_steps=10_000)
+    config = TrainingConfig(time_budget=200, early_stopping=EarlyStoppingConfig(enabled=False))
+    callback, _ = curve(config, clock)
+    # timed at 2 s per step (steps 2-4), then every step takes 3 s: the first plan (88 steps) would run out of
+    # budget near step 62 with the cosine at a third of its peak
+    stopped, _ = drive(callback, clock, 10_000, step_seconds=lambda step: 2.0 if step <= 4 else 3.0,
+                       scheduler=scheduler)
+    assert callback.state.planned_steps == stopped < 88
+    assert callback.state.stopped_early == f"time budget 200s: stopped at step {stopped} of at most 10000"
+    assert clock.now <= 200
+    assert scheduler.get_last_lr()[0] < 0.01 * 0.1  # re-fitted: the cosine (nearly) ends where training does
 
 
 def test_early_stopping_waits_for_patience_then_stops(monkeypatch: pytest.MonkeyPatch) -> None:
