@@ -3,6 +3,9 @@
 Causal LMs (sft, pretrain) are judged by loss and perplexity on the label tokens, classifiers by accuracy
 and macro-F1.
 
+Each model is scored as it is served: the champion with the system prompt its registration recorded (its eval
+rows tokenized again with it when this run's differs), the base model and the candidate with this run's.
+
 Each model's result is cached by (model weights, eval data, settings): on a retrain the base model
 and an unchanged champion are not evaluated again.
 """
@@ -18,7 +21,7 @@ import pandas as pd
 import torch
 
 from adapterflow.core.devices import select_device_and_precision
-from adapterflow.core.hashing import cache_key, code_key
+from adapterflow.core.hashing import cache_key, code_key, sha256_json
 from adapterflow.core.logs import stage_logger
 from adapterflow.data.tables import iter_rows
 from adapterflow.evaluation.comparison import (
@@ -31,7 +34,7 @@ from adapterflow.evaluation.comparison import (
 from adapterflow.evaluation.forgetting import general_perplexity, load_general_passages
 from adapterflow.evaluation.metrics import classification_metrics, generate_answers, response_perplexity
 from adapterflow.evaluation.stored_adapters import EvalModel, base_identity, load_base_as_trained, load_stored_adapter
-from adapterflow.methods.artifacts import adapter_identity, read_manifest
+from adapterflow.methods.artifacts import adapter_identity, read_manifest, read_prompting
 from adapterflow.models.base import load_tokenizer
 from adapterflow.orchestration.stage import stage
 from adapterflow.registry import ChampionRef, find_champion
@@ -50,32 +53,67 @@ from adapterflow.tokenization.chat import prompt_messages, tokenizer_fingerprint
 from adapterflow.tokenization.dataset import TokenDataset
 from adapterflow.tracking.run import PER_EXAMPLE_ARTIFACT, RunTracker, eval_metric
 from schemas.pipeline import PipelineConfig
+from tasks.tokenize import tokenize_eval_with_prompt
 
 RESULT_FILE = "result.json"
 SAMPLES_ARTIFACT = "eval/samples.json"  # in the MLflow run: evaluation may run on another machine
+SAME_AS_RUN = "same as the run"
+
+
+@dataclass
+class Prompting:
+    """A model's own system prompt where it differs from the run's: the eval rows tokenized with it, the prompt
+    for its sampled generations, and how the result names it (a hash: a system prompt may hold a secret)."""
+
+    tokenized: TokenizedData
+    system_prompt: str | None
+    described: str
 
 
 @dataclass
 class Contender:
     """A model to evaluate: the base alone (loaded as the artifact `loaded_as` trained on it), or the base with
-    an adapter."""
+    an adapter; scored with the run's eval rows and system prompt unless it has a `prompting` of its own."""
 
     name: str
     base_path: str
     identity: str
     adapter_dir: str | None = None
     loaded_as: str | None = None
+    prompting: Prompting | None = None
 
 
-def contenders(base: BaseModelRef, adapter_dir: Path, champion: ChampionRef | None) -> list[Contender]:
+def contenders(base: BaseModelRef, adapter_dir: Path, champion: ChampionRef | None,
+               champion_prompting: Prompting | None = None) -> list[Contender]:
     models = [
         Contender("base", base.path, base_identity(base.sha256, adapter_dir), loaded_as=str(adapter_dir)),
         Contender("candidate", base.path, adapter_identity(base.sha256, adapter_dir), str(adapter_dir)),
     ]
     if champion is not None:
         identity = adapter_identity(champion.base_sha256, champion.adapter_dir)
-        models.append(Contender("champion", champion.base_path, identity, champion.adapter_dir))
+        models.append(Contender("champion", champion.base_path, identity, champion.adapter_dir,
+                                prompting=champion_prompting))
     return models
+
+
+def described_prompt(system_prompt: str | None) -> str:
+    return "none" if system_prompt is None else f"sha256 {sha256_json(system_prompt)[:12]}"
+
+
+def champion_prompting(champion: ChampionRef, split: SplitResult, base: BaseModelRef, config: PipelineConfig,
+                       tokenized: TokenizedData, storage: Storage) -> Prompting | None:
+    """The champion's recorded system prompt and the eval rows tokenized with it, when it differs from this run's
+    (sft only; the chat template is the run's, champion_mismatch refuses another); None: scored like the run's
+    models, also when nothing is recorded. Its perplexity stays comparable: only the answer (label) tokens are
+    scored, and the prompt's tokens are context, never labels."""
+    recorded = read_prompting(champion.adapter_dir)
+    if tokenized.task != "sft" or recorded is None or recorded["system_prompt"] == config.tokenize.system_prompt:
+        return None
+    prompt = recorded["system_prompt"]
+    own = tokenize_eval_with_prompt(split, base, config.tokenize, tokenized, prompt, storage)
+    stage_logger().info("champion v%s is scored with its own system prompt (%s), not this run's", champion.version,
+                        described_prompt(prompt))
+    return Prompting(own, prompt, described_prompt(prompt))
 
 
 def champion_mismatch(champion: ChampionRef, tokenized: TokenizedData, base: BaseModelRef, adapter_dir: Path) -> str | None:
@@ -139,15 +177,16 @@ def evaluate_contenders(
     `general_passages`: the general set's passages when the pipeline read them (its file is on another machine)."""
     device, precision = select_device_and_precision(config.execution.device, config.training.precision)
     settings = config.evaluation
-    conversations, _ = sample_conversations(eval_table, settings.sample_generations, config.tokenize.system_prompt)
     passages = [] if tokenized.task == "classification" or not settings.general_passages else \
         general_passages or load_general_passages(settings.general_set, settings.general_passages)
-    dataset = TokenDataset(storage.fetch(tokenized.uri) / "eval.parquet")
     # the general set by content, not by path; generation scores are computed from the stored answers
     scored_settings = settings.model_dump(mode="json", exclude={"general_set", "generation_metrics"})
+    run_prompting = Prompting(tokenized, config.tokenize.system_prompt, SAME_AS_RUN)
     results: dict[str, dict] = {}
     for contender in models:
-        key = cache_key("eval", code_key(__name__), contender.identity, tokenized.key, conversations, passages,
+        own = contender.prompting or run_prompting
+        conversations, _ = sample_conversations(eval_table, settings.sample_generations, own.system_prompt)
+        key = cache_key("eval", code_key(__name__), contender.identity, own.tokenized.key, conversations, passages,
                         scored_settings, config.base_model.dtype, precision, device.type)
         key, cached = storage.reusable("evaluations", key, RESULT_FILE, config.execution.cache)
         if cached is not None:
@@ -155,6 +194,7 @@ def evaluate_contenders(
             continue
         loaded = load_contender(contender, device)
         model, tokenizer = loaded.model, loaded.tokenizer
+        dataset = TokenDataset(storage.fetch(own.tokenized.uri) / "eval.parquet")
         if tokenized.task == "classification":
             metrics, per_example = classification_metrics(model, dataset, tokenizer.pad_token_id,
                                                           settings.batch_size, device, precision)
@@ -228,8 +268,10 @@ def evaluate(
                                                          base, adapter_dir)
     else:
         champion, champion_skipped = None, "evaluation.compare_champion is false"
-    results = evaluate_contenders(contenders(base, adapter_dir, champion), tokenized, eval_table, config, storage,
-                                  general_passages)
+    own = None if champion is None else champion_prompting(champion, split.model_copy(update={"eval": eval_table}),
+                                                           base, config, tokenized, storage)
+    models = contenders(base, adapter_dir, champion, own)
+    results = evaluate_contenders(models, tokenized, eval_table, config, storage, general_passages)
     table = compare_side_by_side(eval_table, results, config, tokenized.label_names)
     tracker = RunTracker.for_run(run)  # the samples quote eval rows and what the models made of them
     tracker.log_metrics({eval_metric(name, metric): value for name, result in results.items()
@@ -246,9 +288,10 @@ def evaluate(
     log_comparison_plots(tracker, {name: result["metrics"] for name, result in results.items()})
     logger = stage_logger()
     primary = "macro_f1" if tokenized.task == "classification" else "perplexity"
+    system_prompts = {model.name: model.prompting.described if model.prompting else SAME_AS_RUN for model in models}
     for name, result in results.items():
-        logger.info("%s: %s %.4f, loss %.4f%s", name, primary, result["metrics"][primary],
-                    result["metrics"]["loss"], " (cached)" if result.get("skipped") else "")
+        logger.info("%s: %s %.4f, loss %.4f, system prompt %s%s", name, primary, result["metrics"][primary],
+                    result["metrics"]["loss"], system_prompts[name], " (cached)" if result.get("skipped") else "")
     return EvalResult(
         metrics={name: result["metrics"] for name, result in results.items()},
         primary_metric=primary,
@@ -256,6 +299,7 @@ def evaluate(
         champion_skipped=champion_skipped,
         baselines=baselines,
         per_example=per_example,
+        system_prompts=system_prompts,
         samples_path=samples_path,
         skipped=all(result.get("skipped") for result in results.values()),
     )

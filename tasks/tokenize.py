@@ -189,6 +189,40 @@ def tokenize_splits(split: SplitResult, base: BaseModelRef, config: TokenizeConf
     return TokenizedData(key=key, uri=uri, **summary)
 
 
+def prompt_shift(table: DataTable, tokenizer: ChatTokenizer, run_examples: Path) -> int:
+    """Tokens a conversation gains (negative: loses) with `tokenizer`'s system prompt over the run's eval rows
+    (their per-example statistics at `run_examples`): the largest change over the rows both render."""
+    parts = [tokenize_chunk(tokenizer, chunk).length for chunk in iter_batches(table, batch_size=BATCH_ROWS)]
+    theirs = np.concatenate(parts) if parts else np.zeros(0, np.int32)
+    ours = pq.read_table(run_examples, columns=["length"]).column("length").to_numpy()
+    both = (theirs > 0) & (ours > 0)
+    return int((theirs[both].astype(np.int64) - ours[both]).max()) if both.any() else 0
+
+
+def tokenize_eval_with_prompt(split: SplitResult, base: BaseModelRef, config: TokenizeConfig, tokenized: TokenizedData,
+                              system_prompt: str | None, storage: Storage) -> TokenizedData:
+    """The sft eval split tokenized as `tokenized` was but with another system prompt (a champion's own), into the
+    store's tokenized/<key>/, or reused from there.
+
+    The cut moves by the tokens the prompt adds or saves, so each example keeps the answer tokens the run's eval
+    rows kept, and the same examples are over-long."""
+    own = config.model_copy(update={"system_prompt": system_prompt})
+    tokenizer = load_tokenizer(base.path)
+    chosen = task_tokenizer(tokenizer, "sft", own, [], tokenized.max_length)
+    key = cache_key(tokenized_key(split, tokenizer_fingerprint(tokenizer), own, model_context(base.path)), "eval",
+                    tokenized.max_length)
+    update = {"key": key, "uri": storage.uri("tokenized", key)}
+    found = storage.lookup("tokenized", key, STATS_FILE)
+    if found is not None:
+        return tokenized.model_copy(update=update | json.loads((found / STATS_FILE).read_text()) | {"skipped": True})
+    chosen.max_length += prompt_shift(split.eval, chosen, examples_path(storage.fetch(tokenized.uri) / "eval.parquet"))
+    staging = storage.staging_dir("tokenized")
+    summary = {"eval_rows": tokenize_table(split.eval, chosen, staging / "eval.parquet")[0]}
+    (staging / STATS_FILE).write_text(json.dumps(summary))
+    storage.publish(staging, "tokenized", key, STATS_FILE)
+    return tokenized.model_copy(update=update | summary | {"skipped": False})
+
+
 @stage("tokenize", retries=2)
 def tokenize(split: SplitResult, base: BaseModelRef, config: TokenizeConfig, run: RunContext) -> TokenizedData:
     """Tokenize the splits with the base model's tokenizer and log token statistics and the length chosen."""

@@ -77,12 +77,18 @@ def stage_with_prompting(artifact_dir: str | Path, staged_dir: Path, system_prom
     return staged_dir
 
 
-def read_system_prompt(artifact_dir: str | Path) -> str | None:
-    """The system prompt training put before every conversation (None: none, or not recorded)."""
+def read_prompting(artifact_dir: str | Path) -> dict[str, str | None] | None:
+    """How training prompted, as registration recorded it ({"system_prompt": ...}); None when nothing is recorded
+    (an artifact not registered, or registered before the record existed)."""
     path = Path(artifact_dir) / MANIFEST
     if not path.is_file():
         return None
-    return json.loads(path.read_text()).get("prompting", {}).get("system_prompt")
+    return json.loads(path.read_text()).get("prompting")
+
+
+def read_system_prompt(artifact_dir: str | Path) -> str | None:
+    """The system prompt training put before every conversation (None: none, or not recorded)."""
+    return (read_prompting(artifact_dir) or {}).get("system_prompt")
 
 
 def serving_conversation(prompt: str, system_prompt: str | None) -> list[dict[str, str]]:

@@ -151,6 +151,9 @@ class EvalResult(StageRecord):
         default_factory=dict, description="{model: {value: one per eval example, in eval order}}: nll and tokens "
                                           "(causal LMs), label, predicted, correct (classifiers), generation scores "
                                           "of the sampled answers; what the gate's bootstrap resamples")
+    system_prompts: dict[str, str] = Field(
+        default_factory=dict, description="{model: the system prompt it was scored with}: 'same as the run', or the "
+                                          "champion's own recorded prompt as a sha256 prefix ('none': without one)")
 
 
 class RegisteredVersion(StageRecord):
